@@ -1,0 +1,93 @@
+-- lock_accounts --
+-- Lock the balance rows of these users, one at a time in the order given (callers sort the
+-- ids, so concurrent batches take locks in the same order and cannot deadlock). Users without
+-- a balance are simply absent. A LATERAL per user, not `= ANY(...) FOR UPDATE`: the latter
+-- re-sorts the whole array after every lock wait and collapses under contention.
+-- $1 clerk user ids text[] (sorted)
+SELECT cb.id AS balance_id, cb."userId" AS user_id, cb."clerkUserId" AS clerk_user_id,
+       cb."creditsRemaining" AS balance
+FROM unnest($1::text[]) WITH ORDINALITY AS k(clerk_user_id, n)
+CROSS JOIN LATERAL (
+    SELECT c.id, c."userId", c."clerkUserId", c."creditsRemaining"
+    FROM "CreditBalance" c
+    WHERE c."clerkUserId" = k.clerk_user_id
+    FOR NO KEY UPDATE
+) cb
+ORDER BY k.n
+
+-- get_feature_costs --
+-- The admin-configured cost per operation type (JSON object or NULL). No parameters.
+SELECT "featureCosts" FROM "AdminSettings" WHERE id = 'singleton'
+
+-- find_refund_targets --
+-- For each usage id: its row (if any), what has been refunded of it, and whether the worker
+-- already decided on that event (a rejected usage has a decision but no row).
+-- $1 usage ids text[]
+SELECT t.id,
+       u."creditsUsed" AS credits_used,
+       u."operationType"::text AS operation_type,
+       cb."clerkUserId" AS clerk_user_id,
+       COALESCE((SELECT sum(j.delta) FROM worker.journal j WHERE j.refund_of = t.id), 0)::int AS refunded,
+       EXISTS (SELECT 1 FROM worker.event_log e WHERE e.event_id = t.id) AS decided
+FROM unnest($1::text[]) AS t(id)
+LEFT JOIN "UsageHistory" u ON u.id = t.id
+LEFT JOIN "CreditBalance" cb ON cb.id = u."creditBalanceId"
+
+-- claim_events --
+-- Take the idempotency keys of new events. Rows come sorted by event id so that concurrent
+-- claimers wait on each other in one order. Returns only the keys this call took.
+-- $1 event ids text[], $2 event types text[], $3 payload hashes text[], $4 clerk user ids text[]
+INSERT INTO worker.event_log (event_id, event_type, payload_hash, clerk_user_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+
+-- find_event_hashes --
+-- The recorded payload hash of events already decided. $1 event ids text[]
+SELECT event_id, payload_hash FROM worker.event_log WHERE event_id = ANY($1::text[])
+
+-- write_ledger --
+-- Everything a batch applies, in one statement: usage rows, journal movements, openings and
+-- balances. Balance deltas come aggregated, one per balance row.
+-- $1..$7 "UsageHistory": id text[], userId text[], creditBalanceId text[], operationType text[],
+--        creditsUsed int[], details (JSON text) text[], timestamp timestamp[]
+-- $8..$12 journal: event_id text[], user_id text[], kind text[], delta int[], refund_of text[]
+-- $13..$14 openings: user_id text[], opening int[]
+-- $15..$16 balances: "CreditBalance".id text[], delta int[]
+WITH usage_rows AS (
+    INSERT INTO "UsageHistory" ("id", "userId", "creditBalanceId", "operationType", "creditsUsed", "details", "timestamp")
+    SELECT u.id, u.user_id, u.balance_id, u.op::"OperationType", u.credits, u.details::jsonb, u.ts
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::timestamp[])
+         AS u(id, user_id, balance_id, op, credits, details, ts)
+    RETURNING 1
+), journal_rows AS (
+    INSERT INTO worker.journal (event_id, user_id, kind, delta, refund_of)
+    SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::int[], $12::text[])
+    RETURNING 1
+), openings AS (
+    INSERT INTO worker.balance_opening (user_id, opening)
+    SELECT * FROM unnest($13::text[], $14::int[])
+    ON CONFLICT (user_id) DO NOTHING
+    RETURNING 1
+), balances AS (
+    UPDATE "CreditBalance" cb
+    SET "creditsRemaining" = cb."creditsRemaining" + d.delta,
+        "updatedAt" = CURRENT_TIMESTAMP,
+        "lastSyncedAt" = CURRENT_TIMESTAMP
+    FROM unnest($15::text[], $16::int[]) AS d(id, delta)
+    WHERE cb.id = d.id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM usage_rows) AS usage_rows,
+       (SELECT count(*) FROM journal_rows) AS journal_rows,
+       (SELECT count(*) FROM openings) AS openings,
+       (SELECT count(*) FROM balances) AS balances
+
+-- insert_rejections --
+-- Store refused events with their reason (overdraft, refund too large, invalid input…).
+-- $1 event_id text[], $2 event_type text[], $3 reason text[], $4 detail text[], $5 payload text[]
+INSERT INTO worker.rejection (event_id, event_type, reason, detail, payload)
+SELECT r.event_id, r.event_type, r.reason, r.detail, r.payload::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+     AS r(event_id, event_type, reason, detail, payload)
+ON CONFLICT (event_id, reason) DO NOTHING

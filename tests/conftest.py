@@ -1,0 +1,1 @@
+"""Shared helpers. Server fixtures live in tests/integration/conftest.py; unit tests need none."""

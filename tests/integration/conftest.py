@@ -1,0 +1,144 @@
+"""Real servers for integration tests.
+
+One PostgreSQL and one Redis per test session: the servers named by DATABASE_URL / REDIS_URL
+when set, otherwise embedded ones from the pip-installed binaries. A template database with the
+full schema (the app's tables + worker migrations) is built once; every test gets its own
+database copied from it (`CREATE DATABASE … TEMPLATE`) and its own Redis namespace.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis
+from pydantic import SecretStr
+
+from worker import db
+from worker.broker import build_broker
+from worker.embedded import EmbeddedPostgres, EmbeddedRedis
+from worker.migrate import migrate
+from worker.runner import InProcessWorker
+from worker.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+_counter = itertools.count()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    with EmbeddedPostgres(settings={"fsync": "off", "synchronous_commit": "off"}) as pg:
+        yield pg.url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+async def template_db(pg_url: str) -> AsyncIterator[str]:
+    name = f"pedro_tpl_{os.getpid()}"
+    admin = await asyncpg.connect(pg_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    conn = await db.connect(with_database(pg_url, name))
+    try:
+        await migrate(conn, with_app_schema=True)
+    finally:
+        await conn.close()
+    yield name
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+async def _create_database(pg_url: str, template: str | None) -> str:
+    name = f"pedro_t{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(pg_url)
+    try:
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{suffix}')
+    finally:
+        await admin.close()
+    return name
+
+
+async def _drop_database(pg_url: str, name: str) -> None:
+    admin = await asyncpg.connect(pg_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(pg_url: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh database with the full schema, for this test only."""
+    name = await _create_database(pg_url, template_db)
+    yield with_database(pg_url, name)
+    await _drop_database(pg_url, name)
+
+
+@pytest.fixture
+async def empty_database_url(pg_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database (no app schema, no migrations)."""
+    name = await _create_database(pg_url, None)
+    yield with_database(pg_url, name)
+    await _drop_database(pg_url, name)
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await db.connect(database_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        database_url=SecretStr(database_url),
+        redis_url=SecretStr(redis_url),
+        redis_namespace=f"pedro-test-{uuid.uuid4().hex[:8]}",
+        min_backoff_ms=50,
+        max_backoff_ms=200,
+        max_retries=2,
+        pool_max_size=8,
+        log_format="console",
+    )
+
+
+@pytest.fixture
+def broker(settings: Settings) -> Iterator:
+    the_broker = build_broker(settings)
+    yield the_broker
+    client = redis.Redis.from_url(settings.require_redis_url())
+    keys = list(client.scan_iter(f"{settings.redis_namespace}*"))
+    if keys:
+        client.delete(*keys)
+    the_broker.close()
+
+
+@pytest.fixture
+def worker(broker) -> Iterator[InProcessWorker]:  # noqa: ANN001
+    """A real dramatiq worker (threads in this process) consuming the test's namespace."""
+    with InProcessWorker(broker, threads=4) as running:
+        yield running

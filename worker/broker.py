@@ -1,0 +1,170 @@
+"""The dramatiq broker and its middleware.
+
+Order matters: `AsyncIO` starts the worker's event loop; `DatabasePool` (after it) creates the
+asyncpg pool on that loop and checks the schema before anything is consumed; `DeadLetterReason`
+(before `Retries`, so its after-hook runs once Retries has decided) writes why a message died
+into the dead letter itself.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import asyncpg
+import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    AsyncIO,
+    CurrentMessage,
+    Middleware,
+    MiddlewareError,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from . import db
+from .errors import RetryLater, WorkerError
+from .logs import get_logger
+from .schema_check import check_schema
+from .settings import Settings, mask_url
+
+log = get_logger("pedro.broker")
+
+QUEUES = ("usage", "billing", "users", "storage")
+
+
+class Runtime:
+    """What actors need in a worker process: its pool (on the worker's loop) and settings."""
+
+    pool: asyncpg.Pool | None = None
+    settings: Settings | None = None
+    broker: dramatiq.Broker | None = None
+
+
+def runtime() -> tuple[asyncpg.Pool, Settings]:
+    if Runtime.pool is None or Runtime.settings is None:
+        raise RuntimeError("no database pool: is the DatabasePool middleware installed?")
+    return Runtime.pool, Runtime.settings
+
+
+def current_broker() -> dramatiq.Broker:
+    """The broker of the running worker (to enqueue follow-up messages)."""
+    if Runtime.broker is None:
+        raise RuntimeError("no worker is running in this process")
+    return Runtime.broker
+
+
+class WorkerBootError(MiddlewareError):
+    """The worker must not boot (no pool, incompatible schema)."""
+
+
+class DatabasePool(Middleware):
+    """One asyncpg pool per worker process, on the AsyncIO middleware's loop.
+
+    A worker that cannot create its pool, or finds an incompatible schema, must not boot: we
+    stop the (non-daemon) loop thread so the process can exit, log why, and exit non-zero.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def _open(self) -> asyncpg.Pool:
+        pool = await db.create_pool(self.settings)
+        try:
+            async with pool.acquire() as conn:
+                await check_schema(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        return pool
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        loop_thread = get_event_loop_thread()
+        assert loop_thread is not None, "DatabasePool must come after AsyncIO"
+        try:
+            Runtime.pool = loop_thread.run_coroutine(self._open())
+            Runtime.settings = self.settings
+            Runtime.broker = broker
+        except BaseException as exc:  # noqa: BLE001 - any failure means: do not boot
+            detail = exc.detail if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
+            log.critical(
+                "worker_boot_failed",
+                reason=getattr(exc, "reason", "database_unavailable"),
+                detail=detail,
+                database=mask_url(self.settings.database_url.get_secret_value())
+                if self.settings.database_url
+                else "",
+            )
+            # dramatiq lets only MiddlewareError out of a boot hook; the loop thread is not a
+            # daemon, so it must stop first or the process would hang instead of exiting.
+            loop_thread.stop()
+            loop_thread.join(5)
+            raise WorkerBootError(detail) from exc
+        log.info("worker_pool_ready", pid=os.getpid(), thread=threading.current_thread().name)
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        loop_thread = get_event_loop_thread()
+        if Runtime.pool is not None and loop_thread is not None:
+            loop_thread.run_coroutine(Runtime.pool.close())
+        Runtime.pool = None
+
+
+class DeadLetterReason(Middleware):
+    """Store `dead_letter_reason` in a failed message's options, so ops see why it died."""
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):  # noqa: ANN001
+        if exception is None or not message.failed:
+            return
+        if isinstance(exception, WorkerError):
+            reason = exception.reason
+            detail = exception.detail
+        else:
+            reason, detail = "error", f"{type(exception).__name__}: {exception}"
+        if isinstance(exception, RetryLater):
+            reason = ",".join(exception.reasons)
+        message.options["dead_letter_reason"] = reason
+        message.options["dead_letter_detail"] = detail[:2000]
+        log.error(
+            "message_dead_lettered",
+            message_id=message.message_id,
+            queue=message.queue_name,
+            actor=message.actor_name,
+            reason=reason,
+        )
+
+
+def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
+    """The broker the publisher and the worker share. `worker=False` skips the DB pool."""
+    middleware: list[Middleware] = [
+        AgeLimit(),
+        TimeLimit(time_limit=300_000),
+        ShutdownNotifications(),
+        CurrentMessage(),
+        DeadLetterReason(),
+        Retries(
+            max_retries=settings.max_retries,
+            min_backoff=settings.min_backoff_ms,
+            max_backoff=settings.max_backoff_ms,
+        ),
+        AsyncIO(),
+    ]
+    if worker:
+        middleware.append(DatabasePool(settings))
+    broker = RedisBroker(
+        url=settings.require_redis_url(),
+        namespace=settings.redis_namespace,
+        middleware=middleware,
+        heartbeat_timeout=settings.heartbeat_timeout_ms,
+        maintenance_chance=settings.maintenance_chance,
+        dead_message_ttl=settings.dead_message_ttl_ms,
+    )
+    for queue in QUEUES:
+        broker.declare_queue(queue)
+    from .actors import register_actors
+
+    register_actors(broker)
+    return broker

@@ -1,0 +1,228 @@
+"""`pedro-worker` command line. Exit codes: 0 ok, 1 failure/drift, 2 usage or config error,
+3 schema mismatch or migration error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError, MigrationError, SchemaMismatch, ValidationRejected, WorkerError
+from .logs import configure_logging, get_logger
+from .settings import ROOT, Settings, get_settings, mask_url
+
+log = get_logger("pedro.cli")
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_SCHEMA = 0, 1, 2, 3
+
+
+def _run(coro):  # noqa: ANN001, ANN202
+    return asyncio.run(coro)
+
+
+# --- migrate / check ----------------------------------------------------------------------------
+
+
+async def _migrate(settings: Settings, with_app_schema: bool) -> int:
+    from . import db
+    from .migrate import migrate
+
+    conn = await db.connect(settings.require_database_url())
+    try:
+        report = await migrate(conn, with_app_schema=with_app_schema)
+    finally:
+        await conn.close()
+    if with_app_schema:
+        print("app schema: " + ("created" if report.app_schema_created else "already present"))
+    print(f"migrations applied: {', '.join(report.applied) or 'none'} "
+          f"({len(report.already)} already applied)")  # fmt: skip
+    return EXIT_OK
+
+
+async def _check(settings: Settings) -> int:
+    import redis
+
+    from . import db
+    from .schema_check import schema_differences
+
+    ok = True
+    try:
+        conn = await db.connect(settings.require_database_url())
+    except (OSError, Exception) as exc:  # noqa: BLE001
+        if isinstance(exc, ConfigError):
+            raise
+        print(f"postgres: unreachable ({type(exc).__name__})")
+        return EXIT_FAIL
+    try:
+        differences = await schema_differences(conn)
+    finally:
+        await conn.close()
+    if differences:
+        ok = False
+        print("postgres: schema differs:")
+        for line in differences:
+            print(f"  - {line}")
+    else:
+        print("postgres: ok, schema compatible")
+    try:
+        redis.Redis.from_url(settings.require_redis_url(), socket_timeout=5).ping()
+        print("redis: ok")
+    except redis.RedisError as exc:
+        ok = False
+        print(f"redis: unreachable ({type(exc).__name__})")
+    return EXIT_OK if ok else (EXIT_SCHEMA if differences else EXIT_FAIL)
+
+
+# --- reconcile -----------------------------------------------------------------------------------
+
+
+async def _reconcile(settings: Settings, as_json: bool) -> int:
+    from . import db
+    from .repo.reconcile import count_tracked_balances, find_balance_drift
+
+    conn = await db.connect(settings.require_database_url())
+    try:
+        drift = await find_balance_drift(conn)
+        tracked = await count_tracked_balances(conn)
+    finally:
+        await conn.close()
+    if as_json:
+        print(json.dumps({"checked": tracked, "drift": [d.__dict__ for d in drift]}))
+    else:
+        for d in drift:
+            print(f"DRIFT user={d.user_id} clerkUserId={d.clerk_user_id} expected={d.expected} actual={d.actual}")
+        print(f"reconcile: {tracked} balances checked, {len(drift)} with drift")
+    return EXIT_FAIL if drift else EXIT_OK
+
+
+# --- publish -------------------------------------------------------------------------------------
+
+
+def _publish(settings: Settings, path: Path, batch_size: int) -> int:
+    from .broker import build_broker
+    from .publisher import Publisher
+
+    broker = build_broker(settings, worker=False)
+    publisher = Publisher(broker, batch_size=batch_size)
+    sent = 0
+    chunk: list[dict] = []
+    with (sys.stdin if str(path) == "-" else path.open()) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                chunk.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                print(f"line {n}: not JSON ({exc.msg})", file=sys.stderr)
+                return EXIT_FAIL
+            if len(chunk) >= batch_size * 10:
+                publisher.publish_many(chunk)
+                sent += len(chunk)
+                chunk = []
+    publisher.publish_many(chunk)
+    sent += len(chunk)
+    print(f"published {sent} events")
+    return EXIT_OK
+
+
+# --- worker --------------------------------------------------------------------------------------
+
+
+def _worker(settings: Settings, processes: int | None, threads: int | None) -> int:
+    settings.require_database_url()
+    settings.require_redis_url()
+    args = [
+        sys.executable, "-m", "dramatiq", "worker.app",
+        "--processes", str(processes or settings.worker_processes),
+        "--threads", str(threads or settings.worker_threads),
+    ]  # fmt: skip
+    os.execv(sys.executable, args)
+    return EXIT_FAIL  # not reached
+
+
+def _schema(out: str | None) -> int:
+    from .events import json_schemas
+
+    text = json.dumps(json_schemas(), indent=2) + "\n"
+    if out:
+        Path(out).write_text(text)
+        print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pedro-worker", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pedro-worker {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("dev", help="embedded PostgreSQL + Redis (unless URLs are set), schema, demo, worker")
+    p.add_argument("--no-demo", action="store_true", help="do not seed demo users and events")
+
+    p = sub.add_parser("migrate", help="apply worker migrations (sql/migrations)")
+    p.add_argument("--with-app-schema", action="store_true",
+                   help="also create the app's tables (empty dev/test databases only)")  # fmt: skip
+
+    sub.add_parser("check", help="check Postgres schema and Redis; exit code for health checks")
+
+    p = sub.add_parser("worker", help="run the dramatiq worker processes")
+    p.add_argument("--processes", type=int)
+    p.add_argument("--threads", type=int)
+
+    p = sub.add_parser("publish", help="publish events from a JSON-lines file ('-' for stdin)")
+    p.add_argument("file", type=Path)
+    p.add_argument("--batch-size", type=int, default=500)
+
+    p = sub.add_parser("reconcile", help="check every balance against its journal; exit 1 on drift")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("schema", help="print (or write) the events' JSON Schema")
+    p.add_argument("--out", help=f"file to write, e.g. {ROOT / 'docs' / 'events.schema.json'}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    if args.command == "dev":
+        settings = settings.model_copy(update={"log_format": "console"})
+    configure_logging(settings)
+    try:
+        if args.command == "dev":
+            from .dev import run_dev
+
+            return run_dev(settings, demo=not args.no_demo)
+        if args.command == "migrate":
+            return _run(_migrate(settings, args.with_app_schema))
+        if args.command == "check":
+            return _run(_check(settings))
+        if args.command == "worker":
+            return _worker(settings, args.processes, args.threads)
+        if args.command == "publish":
+            return _publish(settings, args.file, args.batch_size)
+        if args.command == "reconcile":
+            return _run(_reconcile(settings, args.json))
+        if args.command == "schema":
+            return _schema(args.out)
+    except ConfigError as exc:
+        print(f"pedro-worker: {exc.detail}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (SchemaMismatch, MigrationError) as exc:
+        print(f"pedro-worker: {exc.reason}: {exc.detail}", file=sys.stderr)
+        return EXIT_SCHEMA
+    except ValidationRejected as exc:
+        print(f"pedro-worker: rejected: {exc.detail}", file=sys.stderr)
+        return EXIT_FAIL
+    except WorkerError as exc:
+        print(f"pedro-worker: {exc.reason}: {mask_url(exc.detail)}", file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""One error root. Actors decide retry vs. dead letter by class, never by message text."""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Root of every error pedro-worker raises on purpose."""
+
+    reason = "worker_error"
+
+    def __init__(self, detail: str = "", *, reason: str | None = None) -> None:
+        super().__init__(detail or self.reason)
+        self.detail = detail
+        if reason is not None:
+            self.reason = reason
+
+
+class ConfigError(WorkerError):
+    reason = "config_error"
+
+
+class SchemaMismatch(WorkerError):
+    """The database does not have the app schema the worker relies on."""
+
+    reason = "schema_mismatch"
+
+    def __init__(self, differences: list[str]) -> None:
+        self.differences = differences
+        super().__init__("; ".join(differences))
+
+
+class MigrationError(WorkerError):
+    reason = "migration_error"
+
+
+# --- message outcomes -------------------------------------------------------------------------
+
+
+class Rejected(WorkerError):
+    """Bad input: never retried. The message is dead-lettered with this reason."""
+
+    reason = "rejected"
+
+
+class ValidationRejected(Rejected):
+    reason = "validation_error"
+
+
+class TransientError(WorkerError):
+    """Might succeed later (unknown user still in flight, refund before its usage, DB blip)."""
+
+    reason = "transient"
+
+
+class RetryLater(TransientError):
+    """Some events of a message wait for something that has not happened yet."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = sorted(set(reasons))
+        super().__init__(", ".join(self.reasons), reason=self.reasons[0] if self.reasons else None)

@@ -1,0 +1,222 @@
+"""Pure decisions for a batch of usage-family events: no I/O, so every rule is unit-tested.
+
+Input: the claimed (new) events of a batch, the locked balances of their users, the usages
+they refund, the feature costs and the overdraft policy. Output: a `Plan` with the rows to write
+and one outcome per event. Within a user, events are decided in `occurredAt` order (then
+arrival order), so a batch gives the same answers as the same events one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from ..events import INT32_MAX, CreditsAdjusted, UsageRecorded, UsageRefunded
+
+LedgerEvent = UsageRecorded | UsageRefunded | CreditsAdjusted
+Policy = Literal["reject", "allow"]
+
+APPLIED = "applied"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+RETRY = "retry"
+
+
+@dataclass
+class Account:
+    """A locked "CreditBalance" row."""
+
+    balance_id: str
+    user_id: str
+    clerk_user_id: str
+    balance: int
+
+
+@dataclass
+class RefundTarget:
+    """A usage as a refund sees it (from the database)."""
+
+    id: str
+    clerk_user_id: str | None
+    credits_used: int | None  # None: no "UsageHistory" row
+    operation_type: str | None
+    refunded: int  # credits already given back
+    decided: bool  # the worker already decided on this event id
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event_id: str
+    status: str  # applied | duplicate | rejected | retry
+    reason: str | None = None
+
+
+@dataclass
+class Plan:
+    usage_rows: list[tuple] = field(default_factory=list)  # UsageHistory columns
+    journal_rows: list[tuple] = field(default_factory=list)  # (event_id, user_id, kind, delta, refund_of)
+    openings: dict[str, int] = field(default_factory=dict)  # user_id -> balance before the batch
+    balance_deltas: dict[str, int] = field(default_factory=dict)  # balance_id -> delta
+    rejections: list[tuple] = field(default_factory=list)  # (event_id, type, reason, detail, payload)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+
+def usage_cost(event: UsageRecorded, feature_costs: Mapping[str, object], defaults: Mapping[str, int]) -> int:
+    """Explicit credits, else the admin's featureCosts, else the code default (else 0)."""
+    if event.credits is not None:
+        return event.credits
+    configured = feature_costs.get(event.operationType.value)
+    if isinstance(configured, int) and not isinstance(configured, bool) and 0 <= configured <= INT32_MAX:
+        return configured
+    return defaults.get(event.operationType.value, 0)
+
+
+def _naive_utc(value: datetime | None, now: datetime) -> datetime:
+    return (value or now).astimezone(UTC).replace(tzinfo=None)
+
+
+def _order_key(item: tuple[int, LedgerEvent]) -> tuple:
+    index, event = item
+    occurred = event.occurredAt
+    return (0, occurred, index) if occurred is not None else (1, datetime.max.replace(tzinfo=UTC), index)
+
+
+class _Decider:
+    def __init__(
+        self,
+        accounts: Mapping[str, Account],
+        targets: Mapping[str, RefundTarget],
+        feature_costs: Mapping[str, object],
+        default_costs: Mapping[str, int],
+        policy: Policy,
+        now: datetime,
+    ) -> None:
+        self.accounts = accounts
+        self.targets = targets
+        self.feature_costs = feature_costs
+        self.default_costs = default_costs
+        self.policy = policy
+        self.now = now
+        self.plan = Plan()
+        self.balances = {clerk: a.balance for clerk, a in accounts.items()}
+        # usages decided in this batch: id -> (clerk user, credits used, op type) or None if rejected
+        self.batch_usages: dict[str, tuple[str, int, str] | None] = {}
+        self.batch_refunded: dict[str, int] = defaultdict(int)
+
+    # --- outcomes ------------------------------------------------------------------------------
+
+    def reject(self, event: LedgerEvent, reason: str, detail: str) -> None:
+        payload = json.dumps(event.model_dump(mode="json"), separators=(",", ":"))
+        self.plan.rejections.append((event.id, event.type, reason, detail, payload))
+        self.plan.outcomes[event.id] = Outcome(event.id, REJECTED, reason)
+
+    def move(self, event: LedgerEvent, kind: str, delta: int, refund_of: str | None = None) -> bool:
+        """Change the user's balance by delta, under the overdraft policy. False if rejected."""
+        account = self.accounts[event.clerkUserId]
+        balance = self.balances[event.clerkUserId]
+        after = balance + delta
+        if delta < 0 and after < 0 and self.policy == "reject":
+            self.reject(event, "insufficient_credits", f"balance {balance}, change {delta}")
+            return False
+        if not -INT32_MAX <= after <= INT32_MAX:
+            self.reject(event, "balance_out_of_range", f"balance {balance}, change {delta}")
+            return False
+        self.plan.openings.setdefault(account.user_id, account.balance)
+        self.balances[event.clerkUserId] = after
+        self.plan.balance_deltas[account.balance_id] = self.plan.balance_deltas.get(account.balance_id, 0) + delta
+        self.plan.journal_rows.append((event.id, account.user_id, kind, delta, refund_of))
+        self.plan.outcomes[event.id] = Outcome(event.id, APPLIED)
+        return True
+
+    # --- event kinds ---------------------------------------------------------------------------
+
+    def usage(self, event: UsageRecorded) -> None:
+        cost = usage_cost(event, self.feature_costs, self.default_costs)
+        op = event.operationType.value
+        if not self.move(event, "usage", -cost):
+            self.batch_usages[event.id] = None
+            return
+        account = self.accounts[event.clerkUserId]
+        details = json.dumps(event.details, separators=(",", ":")) if event.details is not None else None
+        self.plan.usage_rows.append(
+            (event.id, account.user_id, account.balance_id, op, cost, details,
+             _naive_utc(event.occurredAt, self.now))
+        )  # fmt: skip
+        self.batch_usages[event.id] = (event.clerkUserId, cost, op)
+
+    def refund(self, event: UsageRefunded) -> None:
+        target_id = event.refundOf
+        if target_id in self.batch_usages:
+            found = self.batch_usages[target_id]
+            if found is None:
+                return self.reject(event, "refund_of_rejected_usage", f"usage {target_id} was rejected")
+            owner, used, op = found
+            refunded = self.batch_refunded[target_id]
+        else:
+            target = self.targets[target_id]
+            if target.credits_used is None:
+                return self.reject(event, "refund_of_rejected_usage", f"usage {target_id} was not applied")
+            owner, used, op = target.clerk_user_id, target.credits_used, target.operation_type
+            refunded = target.refunded + self.batch_refunded[target_id]
+        if owner != event.clerkUserId:
+            return self.reject(event, "refund_user_mismatch", f"usage {target_id} belongs to another user")
+        if used < 0:
+            return self.reject(event, "refund_of_refund", f"{target_id} is itself a refund")
+        refundable = used - refunded
+        amount = event.credits if event.credits is not None else refundable
+        if amount > refundable or amount <= 0:
+            return self.reject(
+                event, "refund_exceeds_usage",
+                f"refund {amount} of usage {target_id}: used {used}, already refunded {refunded}",
+            )  # fmt: skip
+        if not self.move(event, "refund", amount, refund_of=target_id):
+            return None
+        account = self.accounts[event.clerkUserId]
+        details = json.dumps({"refundOf": target_id}, separators=(",", ":"))
+        self.plan.usage_rows.append(
+            (event.id, account.user_id, account.balance_id, op, -amount, details,
+             _naive_utc(event.occurredAt, self.now))
+        )  # fmt: skip
+        self.batch_refunded[target_id] += amount
+        return None
+
+    def adjustment(self, event: CreditsAdjusted) -> None:
+        self.move(event, "adjustment", event.delta)
+
+
+def decide(
+    events: Sequence[LedgerEvent],
+    *,
+    accounts: Mapping[str, Account],
+    targets: Mapping[str, RefundTarget],
+    feature_costs: Mapping[str, object],
+    default_costs: Mapping[str, int],
+    policy: Policy,
+    now: datetime | None = None,
+) -> Plan:
+    """Decide every event (all claimed, all with a known account). Refunds whose usage is in the
+    same batch are decided right after that usage, whatever their own timestamps say."""
+    decider = _Decider(accounts, targets, feature_costs, default_costs, policy, now or datetime.now(UTC))
+    in_batch_usages = {e.id for e in events if isinstance(e, UsageRecorded)}
+    waiting: dict[str, list[UsageRefunded]] = defaultdict(list)
+
+    def run(event: LedgerEvent) -> None:
+        if isinstance(event, UsageRecorded):
+            decider.usage(event)
+            for refund in waiting.pop(event.id, []):
+                run(refund)
+        elif isinstance(event, UsageRefunded):
+            if event.refundOf in in_batch_usages and event.refundOf not in decider.batch_usages:
+                waiting[event.refundOf].append(event)
+            else:
+                decider.refund(event)
+        else:
+            decider.adjustment(event)
+
+    for _, event in sorted(enumerate(events), key=_order_key):
+        run(event)
+    return decider.plan

@@ -1,0 +1,1 @@
+"""Repository functions: one per named query in `sql/queries/`, connection first."""

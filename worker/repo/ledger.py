@@ -1,0 +1,74 @@
+"""Ledger queries (`sql/queries/ledger.sql`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from .. import db
+from ..ledger.decide import Account, Plan, RefundTarget
+
+
+async def lock_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> dict[str, Account]:
+    rows = await db.fetch(conn, "lock_accounts", sorted(clerk_user_ids))
+    return {
+        r["clerk_user_id"]: Account(r["balance_id"], r["user_id"], r["clerk_user_id"], r["balance"])
+        for r in rows
+    }
+
+
+async def get_feature_costs(conn: asyncpg.Connection) -> dict[str, object]:
+    costs = await db.fetchval(conn, "get_feature_costs")
+    return costs if isinstance(costs, dict) else {}
+
+
+async def find_refund_targets(conn: asyncpg.Connection, usage_ids: Sequence[str]) -> dict[str, RefundTarget]:
+    rows = await db.fetch(conn, "find_refund_targets", list(usage_ids))
+    return {
+        r["id"]: RefundTarget(
+            r["id"], r["clerk_user_id"], r["credits_used"], r["operation_type"], r["refunded"], r["decided"]
+        )
+        for r in rows
+    }
+
+
+async def claim_events(
+    conn: asyncpg.Connection, claims: Sequence[tuple[str, str, str, str]]
+) -> set[str]:
+    """claims: (event_id, type, payload_hash, clerk_user_id). Returns the ids this call took."""
+    ordered = sorted(claims)
+    rows = await db.fetch(
+        conn, "claim_events",
+        [c[0] for c in ordered], [c[1] for c in ordered], [c[2] for c in ordered], [c[3] for c in ordered],
+    )  # fmt: skip
+    return {r["event_id"] for r in rows}
+
+
+async def find_event_hashes(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, str]:
+    rows = await db.fetch(conn, "find_event_hashes", list(event_ids))
+    return {r["event_id"]: r["payload_hash"] for r in rows}
+
+
+def _columns(rows: Sequence[tuple], width: int) -> list[list]:
+    return [[row[i] for row in rows] for i in range(width)] if rows else [[] for _ in range(width)]
+
+
+async def write_ledger(conn: asyncpg.Connection, plan: Plan) -> None:
+    if not plan.journal_rows:
+        return
+    openings = sorted(plan.openings.items())
+    deltas = sorted(plan.balance_deltas.items())
+    await db.fetchrow(
+        conn, "write_ledger",
+        *_columns(plan.usage_rows, 7),
+        *_columns(plan.journal_rows, 5),
+        *_columns(openings, 2),
+        *_columns(deltas, 2),
+    )  # fmt: skip
+
+
+async def insert_rejections(conn: asyncpg.Connection, rejections: Sequence[tuple]) -> None:
+    """rejections: (event_id, event_type, reason, detail, payload JSON text)."""
+    if rejections:
+        await db.execute(conn, "insert_rejections", *_columns(rejections, 5))

@@ -1,0 +1,91 @@
+"""One settings object, read from environment variables (and an optional `.env`).
+
+Every field is documented in README.md's configuration table. URLs are `SecretStr` so that
+printing the settings never shows a password; use `mask_url` for anything that is logged.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = ROOT / "sql"
+
+_PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)
+
+
+def mask_url(url: str | None) -> str:
+    """`postgresql://app:s3cret@db/pedro` -> `postgresql://app:***@db/pedro`."""
+    if not url:
+        return ""
+    return _PASSWORD_IN_URL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, f"PEDRO_{name}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PEDRO_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # Servers. Unset -> `pedro-worker dev` starts embedded ones; other commands refuse to guess.
+    database_url: SecretStr | None = Field(None, validation_alias=_env("DATABASE_URL"))
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("REDIS_URL"))
+    redis_namespace: str = "pedro"
+
+    # Logging: json in production, console in dev (`pedro-worker dev` switches it).
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+
+    # Ledger policy.
+    overdraft_policy: Literal["reject", "allow"] = "reject"
+    starter_credits: int = 100
+    default_feature_costs: dict[str, int] = {"AI_TEXT_CHAT": 5, "AI_IMAGE_GENERATION": 10}
+
+    # Retries (dramatiq Retries middleware): exponential backoff from min to max.
+    max_retries: int = 8
+    min_backoff_ms: int = 1_000
+    max_backoff_ms: int = 300_000
+
+    # Broker tuning: how fast messages of a dead worker come back, how long dead letters stay.
+    heartbeat_timeout_ms: int = 15_000
+    maintenance_chance: int = 10_000  # per million broker calls
+    dead_message_ttl_ms: int = 7 * 24 * 3600 * 1000
+
+    # Worker process.
+    worker_processes: int = 2
+    worker_threads: int = 4
+    pool_min_size: int = 1
+    pool_max_size: int = 4
+    statement_timeout_ms: int = 30_000
+    slow_query_ms: int = 500
+
+    # Embedded servers (`pedro-worker dev`): where their data lives.
+    data_dir: Path = Path(".pedro")
+
+    def require_database_url(self) -> str:
+        from .errors import ConfigError
+
+        if self.database_url is None:
+            raise ConfigError("DATABASE_URL is not set (or run `pedro-worker dev` for embedded servers)")
+        return self.database_url.get_secret_value()
+
+    def require_redis_url(self) -> str:
+        from .errors import ConfigError
+
+        if self.redis_url is None:
+            raise ConfigError("REDIS_URL is not set (or run `pedro-worker dev` for embedded servers)")
+        return self.redis_url.get_secret_value()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
