@@ -113,8 +113,21 @@ class DatabasePool(Middleware):
         Runtime.pool = None
 
 
+# Replace a message's stored body only if it is still there (it is: we hold it unacked).
+_UPDATE_STORED_MESSAGE = """
+if redis.call("hexists", KEYS[1], ARGV[1]) == 1 then
+    return redis.call("hset", KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
+
+
 class DeadLetterReason(Middleware):
-    """Store `dead_letter_reason` in a failed message's options, so ops see why it died."""
+    """Store `dead_letter_reason` in a failed message's options, so ops see why it died.
+
+    The Redis broker's nack moves the body stored at enqueue time to the dead-letter set, not the
+    in-memory message, so we rewrite the stored body (with the reason) just before the nack.
+    """
 
     def after_process_message(self, broker, message, *, result=None, exception=None):  # noqa: ANN001
         if exception is None or not message.failed:
@@ -128,6 +141,10 @@ class DeadLetterReason(Middleware):
             reason = ",".join(exception.reasons)
         message.options["dead_letter_reason"] = reason
         message.options["dead_letter_detail"] = detail[:2000]
+        redis_id = message.options.get("redis_message_id")
+        if isinstance(broker, RedisBroker) and redis_id:
+            stored = f"{broker.namespace}:{message.queue_name}.msgs"
+            broker.client.eval(_UPDATE_STORED_MESSAGE, 1, stored, redis_id, message.encode())
         log.error(
             "message_dead_lettered",
             message_id=message.message_id,

@@ -1,0 +1,65 @@
+"""Small builders and readers shared by integration tests."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from worker.repo.users import insert_user_with_balance
+
+_seq = itertools.count()
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def usage(clerk: str, *, id: str | None = None, credits: int | None = 5, op: str = "AI_TEXT_CHAT",
+          at: datetime | None = None, **extra: Any) -> dict[str, Any]:  # fmt: skip
+    event = {
+        "type": "usage.recorded", "id": id or f"use-{next(_seq)}", "clerkUserId": clerk,
+        "operationType": op, "occurredAt": (at or T0 + timedelta(seconds=next(_seq))).isoformat(),
+        **extra,
+    }  # fmt: skip
+    if credits is not None:
+        event["credits"] = credits
+    return event
+
+
+def refund(clerk: str, of: str, *, id: str | None = None, credits: int | None = None) -> dict[str, Any]:
+    event = {"type": "usage.refunded", "id": id or f"ref-{next(_seq)}", "clerkUserId": clerk, "refundOf": of}
+    if credits is not None:
+        event["credits"] = credits
+    return event
+
+
+def adjust(clerk: str, delta: int, *, id: str | None = None) -> dict[str, Any]:
+    return {"type": "credits.adjusted", "id": id or f"adj-{next(_seq)}", "clerkUserId": clerk,
+            "delta": delta, "reason": "test"}  # fmt: skip
+
+
+async def make_user(conn: asyncpg.Connection, clerk: str, credits: int = 100) -> str:
+    user_id = await insert_user_with_balance(conn, clerk, credits=credits)
+    assert user_id is not None
+    return user_id
+
+
+async def balance(conn: asyncpg.Connection, clerk: str) -> int:
+    return await conn.fetchval('SELECT "creditsRemaining" FROM "CreditBalance" WHERE "clerkUserId" = $1', clerk)
+
+
+async def usage_rows(conn: asyncpg.Connection, clerk: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        'SELECT u.* FROM "UsageHistory" u JOIN "User" us ON us.id = u."userId" '
+        'WHERE us."clerkId" = $1 ORDER BY u."timestamp", u.id', clerk,
+    )  # fmt: skip
+
+
+async def rejections(conn: asyncpg.Connection, event_id: str | None = None) -> list[asyncpg.Record]:
+    if event_id is None:
+        return await conn.fetch("SELECT * FROM worker.rejection ORDER BY id")
+    return await conn.fetch("SELECT * FROM worker.rejection WHERE event_id = $1 ORDER BY id", event_id)
+
+
+async def count(conn: asyncpg.Connection, table: str) -> int:
+    return await conn.fetchval(f"SELECT count(*) FROM {table}")

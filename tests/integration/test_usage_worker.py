@@ -1,0 +1,79 @@
+"""Usage events through the real worker: Redis -> dramatiq -> asyncpg -> PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tests.integration.helpers import balance, count, make_user, refund, rejections, usage, usage_rows
+from worker.publisher import Publisher
+from worker.repo.reconcile import find_balance_drift
+
+
+async def test_same_event_delivered_ten_times_is_one_row_and_one_debit(conn, broker, worker) -> None:
+    await make_user(conn, "user_a", credits=100)
+    event = usage("user_a", id="evt-once", credits=7)
+    publisher = Publisher(broker)
+    for _ in range(10):
+        publisher.publish(event)
+    publisher.publish_many([event] * 5)  # and duplicates inside one batch message
+    worker.drain()
+
+    assert await balance(conn, "user_a") == 93
+    rows = await usage_rows(conn, "user_a")
+    assert [(r["id"], r["creditsUsed"]) for r in rows] == [("evt-once", 7)]
+    assert await count(conn, "worker.journal") == 1
+    assert await find_balance_drift(conn) == []
+
+
+async def test_refund_before_its_usage_is_applied_once_the_usage_arrives(conn, broker, worker) -> None:
+    await make_user(conn, "user_b", credits=50)
+    publisher = Publisher(broker)
+    publisher.publish(refund("user_b", of="late-usage", id="early-refund"))
+    publisher.publish(usage("user_b", id="late-usage", credits=20))
+    worker.drain()
+
+    assert await balance(conn, "user_b") == 50  # debited 20, refunded 20
+    rows = {r["id"]: r["creditsUsed"] for r in await usage_rows(conn, "user_b")}
+    assert rows == {"late-usage": 20, "early-refund": -20}
+
+
+async def test_bad_payload_is_rejected_with_a_reason_and_never_retried(conn, broker, worker) -> None:
+    await make_user(conn, "user_c", credits=10)
+    bad = usage("user_c", id="bad-op", op="AI_TIME_TRAVEL")
+    Publisher(broker, validate=False).publish(bad)
+    worker.drain()
+
+    assert await balance(conn, "user_c") == 10
+    assert await count(conn, '"UsageHistory"') == 0
+    [rejection] = await rejections(conn, "bad-op")
+    assert rejection["reason"] == "validation_error"
+    assert "operationType" in rejection["detail"]
+
+
+async def test_unknown_user_is_retried_then_dead_lettered_with_its_reason(conn, broker, worker, settings) -> None:
+    import json
+
+    import redis
+
+    Publisher(broker).publish(usage("user_nobody", id="orphan"))
+    worker.drain()
+
+    assert await count(conn, '"UsageHistory"') == 0
+    assert await count(conn, "worker.event_log") == 0  # nothing marked seen
+    client = redis.Redis.from_url(settings.require_redis_url())
+    dead = client.hvals(f"{settings.redis_namespace}:usage.XQ.msgs")
+    assert len(dead) == 1
+    message = json.loads(dead[0])
+    assert message["options"]["dead_letter_reason"] == "unknown_user"
+    assert message["options"]["retries"] == settings.max_retries + 1
+
+
+async def test_reconcile_finds_a_corrupted_balance(conn: asyncpg.Connection, broker, worker) -> None:
+    await make_user(conn, "user_d", credits=100)
+    Publisher(broker).publish_many([usage("user_d", credits=3) for _ in range(5)])
+    worker.drain()
+    assert await find_balance_drift(conn) == []
+
+    await conn.execute('UPDATE "CreditBalance" SET "creditsRemaining" = 999 WHERE "clerkUserId" = $1', "user_d")
+    [drift] = await find_balance_drift(conn)
+    assert (drift.clerk_user_id, drift.expected, drift.actual) == ("user_d", 85, 999)
