@@ -81,15 +81,26 @@ class _Event(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _check_details_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
+def _check_details(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is not None:
-        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-        if size > MAX_DETAILS_BYTES:
-            raise ValueError(f"details is {size} bytes, the limit is {MAX_DETAILS_BYTES}")
+        try:
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            raise ValueError("details must not contain NaN or Infinity") from None
+        if len(text.encode()) > MAX_DETAILS_BYTES:
+            raise ValueError(f"details is {len(text.encode())} bytes, the limit is {MAX_DETAILS_BYTES}")
+        if "\\u0000" in text:  # PostgreSQL's jsonb cannot store NUL characters
+            raise ValueError("details must not contain NUL characters")
     return value
 
 
-Details = Annotated[dict[str, Any] | None, AfterValidator(_check_details_size)]
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Details = Annotated[dict[str, Any] | None, AfterValidator(_check_details)]
 Credits = Annotated[StrictInt, Field(ge=0, le=INT32_MAX)]
 
 
@@ -121,7 +132,7 @@ class CreditsAdjusted(_Event):
 
     type: Literal["credits.adjusted"]
     delta: Annotated[StrictInt, Field(ge=-INT32_MAX, le=INT32_MAX)]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_no_nul)]
     occurredAt: UtcDatetime | None = None
 
     @field_validator("delta")

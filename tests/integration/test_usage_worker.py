@@ -77,3 +77,21 @@ async def test_reconcile_finds_a_corrupted_balance(conn: asyncpg.Connection, bro
     await conn.execute('UPDATE "CreditBalance" SET "creditsRemaining" = 999 WHERE "clerkUserId" = $1', "user_d")
     [drift] = await find_balance_drift(conn)
     assert (drift.clerk_user_id, drift.expected, drift.actual) == ("user_d", 85, 999)
+
+
+async def test_eight_threads_and_a_thousand_events_for_one_user_end_exact(conn, broker) -> None:
+    from worker.runner import InProcessWorker
+
+    await make_user(conn, "hot_user", credits=1000)
+    events = [usage("hot_user", id=f"hot-{n}", credits=1) for n in range(1000)]
+    publisher = Publisher(broker)
+    for event in events:  # single-event messages: the most contention
+        publisher.publish(event)
+    publisher.publish_many(events[:300])  # and redeliveries of some of them, batched
+    with InProcessWorker(broker, threads=8) as eight:
+        eight.drain()
+
+    assert await balance(conn, "hot_user") == 0
+    assert await count(conn, '"UsageHistory"') == 1000
+    assert await count(conn, "worker.rejection") == 0
+    assert await find_balance_drift(conn) == []

@@ -49,7 +49,7 @@ def safe_payload(raw: Any) -> str:
         text = json.dumps({"unserializable": repr(raw)[:1000]})
     if len(text) > _MAX_STORED_PAYLOAD:
         text = json.dumps({"truncated": True, "preview": text[:1000]})
-    return text
+    return text.replace("\\u0000", "\\ufffd")  # jsonb cannot store NUL
 
 
 _event_id_adapter: TypeAdapter[str] = TypeAdapter(EventId)

@@ -1,0 +1,181 @@
+"""The ledger's guarantees, applied straight through `apply_usage_batch` on a real database."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from tests.integration.helpers import (
+    T0, adjust, balance, count, make_user, refund, rejections, usage, usage_rows,
+)  # fmt: skip
+from worker.ledger.apply import apply_usage_batch
+from worker.ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY
+from worker.repo.reconcile import find_balance_drift
+
+
+async def apply(conn, settings, *events):
+    result = await apply_usage_batch(conn, list(events), settings)
+    return [(o.status, o.reason) for o in result.outcomes]
+
+
+async def test_insufficient_credits_under_reject_applies_nothing_and_stores_the_rejection(conn, settings):
+    await make_user(conn, "u", credits=10)
+    big = usage("u", id="big", credits=11)
+    assert await apply(conn, settings, big) == [(REJECTED, "insufficient_credits")]
+    assert await balance(conn, "u") == 10
+    assert await count(conn, '"UsageHistory"') == 0
+    [stored] = await rejections(conn, "big")
+    assert stored["reason"] == "insufficient_credits" and stored["payload"]["credits"] == 11
+    # a replay of a rejected event stays rejected (it is a duplicate of a decided event)
+    assert await apply(conn, settings, big) == [(DUPLICATE, None)]
+    await conn.execute('UPDATE "CreditBalance" SET "creditsRemaining" = 50')
+    assert await apply(conn, settings, big) == [(DUPLICATE, None)]
+    assert await balance(conn, "u") == 50
+
+
+async def test_allow_policy_goes_negative_and_the_journal_still_adds_up(conn, settings):
+    settings = settings.model_copy(update={"overdraft_policy": "allow"})
+    await make_user(conn, "u", credits=10)
+    assert await apply(conn, settings, usage("u", credits=25), adjust("u", -5)) == [(APPLIED, None)] * 2
+    assert await balance(conn, "u") == -20
+    assert await find_balance_drift(conn) == []
+
+
+async def test_refund_twice_is_applied_once_and_more_than_the_usage_is_rejected(conn, settings):
+    await make_user(conn, "u", credits=100)
+    await apply(conn, settings, usage("u", id="use", credits=30))
+    assert await apply(conn, settings, refund("u", of="use", id="r1", credits=10)) == [(APPLIED, None)]
+    assert await apply(conn, settings, refund("u", of="use", id="r1", credits=10)) == [(DUPLICATE, None)]
+    assert await apply(conn, settings, refund("u", of="use", id="r2", credits=25)) == [
+        (REJECTED, "refund_exceeds_usage")
+    ]
+    assert await apply(conn, settings, refund("u", of="use", id="r3")) == [(APPLIED, None)]  # the other 20
+    assert await balance(conn, "u") == 100
+    rows = {r["id"]: r["creditsUsed"] for r in await usage_rows(conn, "u")}
+    assert rows == {"use": 30, "r1": -10, "r3": -20}
+    details = await conn.fetchval('SELECT details FROM "UsageHistory" WHERE id = $1', "r1")
+    assert details == {"refundOf": "use"}
+
+
+async def test_refund_of_an_unknown_usage_waits(conn, settings):
+    await make_user(conn, "u")
+    assert await apply(conn, settings, refund("u", of="not-yet")) == [(RETRY, "refund_before_usage")]
+    assert await count(conn, "worker.event_log") == 0
+
+
+async def test_cost_comes_from_admin_settings_when_set_and_code_defaults_otherwise(conn, settings):
+    await make_user(conn, "u", credits=100)
+    await apply(conn, settings, usage("u", id="d1", credits=None, op="AI_IMAGE_GENERATION"))
+    await conn.execute(
+        """INSERT INTO "AdminSettings" (id, "featureCosts", "updatedAt")
+           VALUES ('singleton', $1, CURRENT_TIMESTAMP)""",
+        {"AI_IMAGE_GENERATION": 3},
+    )
+    await apply(conn, settings, usage("u", id="d2", credits=None, op="AI_IMAGE_GENERATION"))
+    await apply(conn, settings, usage("u", id="d3", credits=None, op="AI_TEXT_CHAT"))
+    rows = {r["id"]: r["creditsUsed"] for r in await usage_rows(conn, "u")}
+    assert rows == {"d1": 10, "d2": 3, "d3": 5}
+
+
+async def test_same_key_with_a_different_payload_is_an_idempotency_conflict(conn, settings):
+    await make_user(conn, "u", credits=100)
+    first = usage("u", id="k", credits=5)
+    await apply(conn, settings, first)
+    assert await apply(conn, settings, {**first, "credits": 50}) == [(REJECTED, "idempotency_conflict")]
+    assert await balance(conn, "u") == 95
+    [stored] = await rejections(conn, "k")
+    assert stored["reason"] == "idempotency_conflict" and stored["payload"]["credits"] == 50
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "usage.recorded", "clerkUserId": "u"},
+        {**usage("u"), "credits": "12"},
+        {**usage("u"), "operationType": "AI_TIME_TRAVEL"},
+        {**usage("u"), "details": {"x": "y" * 20_000}},
+        {**usage("u"), "occurredAt": "2026-11-01 12:00:00"},
+        {**usage("u"), "id": "1'; DELETE FROM \"CreditBalance\" --"},
+        {**usage("u"), "id": "\u202eevil\u0000"},
+        ["not", "an", "object"],
+        {**usage("u"), "details": {"n": float("nan")}},
+    ],
+)
+async def test_bad_payloads_are_rejected_with_a_reason_and_change_nothing(conn, settings, bad):
+    await make_user(conn, "u", credits=100)
+    [(status, reason)] = await apply(conn, settings, bad)
+    assert (status, reason) == (REJECTED, "validation_error")
+    assert await balance(conn, "u") == 100
+    assert await count(conn, '"UsageHistory"') == await count(conn, "worker.journal") == 0
+    [stored] = await rejections(conn)
+    assert stored["reason"] == "validation_error" and stored["detail"]
+
+
+async def test_a_bad_event_never_blocks_the_rest_of_its_batch(conn, settings):
+    await make_user(conn, "u", credits=100)
+    outcomes = await apply(conn, settings, usage("u", credits=1), {"type": "usage.recorded"}, usage("u", credits=2))
+    assert outcomes == [(APPLIED, None), (REJECTED, "validation_error"), (APPLIED, None)]
+    assert await balance(conn, "u") == 97
+
+
+async def test_rows_are_what_prismas_client_would_read(conn, settings):
+    user_id = await make_user(conn, "u", credits=100)
+    before = await conn.fetchrow('SELECT "updatedAt", "lastSyncedAt" FROM "CreditBalance"')
+    at = T0 + timedelta(hours=3)
+    await apply(conn, settings, usage("u", id="p1", credits=4, op="AI_IMAGE_GENERATION", at=at,
+                                      details={"model": "flux", "prompt": "ünïcødé ✓"}))  # fmt: skip
+    row = await conn.fetchrow('SELECT * FROM "UsageHistory" WHERE id = $1', "p1")
+    assert row["userId"] == user_id
+    assert row["creditBalanceId"] == await conn.fetchval('SELECT id FROM "CreditBalance"')
+    assert row["operationType"] == "AI_IMAGE_GENERATION"
+    assert row["details"] == {"model": "flux", "prompt": "ünïcødé ✓"}
+    assert row["timestamp"] == at.replace(tzinfo=None)  # UTC, TIMESTAMP(3) without time zone
+    after = await conn.fetchrow('SELECT "updatedAt", "lastSyncedAt" FROM "CreditBalance"')
+    assert after["updatedAt"] > before["updatedAt"] and after["lastSyncedAt"] > before["lastSyncedAt"]
+    for table in ('"User"', '"CreditBalance"'):
+        ids = await conn.fetch(f'SELECT id, "updatedAt" FROM {table}')
+        assert all(len(r["id"]) == 25 and r["id"].startswith("c") and r["updatedAt"] for r in ids)
+
+
+async def test_concurrent_batches_for_the_same_users_never_deadlock(database_url, settings):
+    """Two connections apply overlapping batches for the same users in opposite orders."""
+    import asyncio
+
+    from worker import db
+
+    setup = await db.connect(database_url)
+    for n in range(20):
+        await make_user(setup, f"u{n}", credits=1000)
+    conns = [await db.connect(database_url) for _ in range(4)]
+    users = [f"u{n}" for n in range(20)]
+    batches = [[usage(u, credits=1) for u in (users if k % 2 else users[::-1]) * 5] for k in range(40)]
+
+    async def run(conn, mine):
+        for batch in mine:
+            await apply_usage_batch(conn, batch, settings)
+
+    await asyncio.gather(*(run(c, batches[i::4]) for i, c in enumerate(conns)))
+    assert [await balance(setup, u) for u in users] == [1000 - 200] * 20
+    assert await find_balance_drift(setup) == []
+    for c in [setup, *conns]:
+        await c.close()
+
+
+async def test_journal_has_exactly_one_movement_per_balance_change(conn, settings):
+    await make_user(conn, "u", credits=100)
+    await apply(conn, settings, usage("u", id="a", credits=10), refund("u", of="a", id="b", credits=4),
+                adjust("u", 7, id="c"))  # fmt: skip
+    rows = await conn.fetch("SELECT event_id, kind, delta, refund_of FROM worker.journal ORDER BY event_id")
+    assert [tuple(r) for r in rows] == [("a", "usage", -10, None), ("b", "refund", 4, "a"),
+                                        ("c", "adjustment", 7, None)]  # fmt: skip
+    assert await conn.fetchval("SELECT opening FROM worker.balance_opening") == 100
+    assert await balance(conn, "u") == 101
+
+
+async def test_stored_payload_of_a_rejection_is_valid_json(conn: asyncpg.Connection, settings):
+    await apply(conn, settings, {"type": "usage.recorded", "id": "x", "deep": [[[[["a"]]]]]})
+    [stored] = await rejections(conn, "x")
+    assert json.dumps(stored["payload"])

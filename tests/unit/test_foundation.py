@@ -1,0 +1,60 @@
+"""Settings, ids, logging and the named-query registry."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from worker.db import QUERIES, parse_queries
+from worker.ids import new_id
+from worker.logs import configure_logging, get_logger, scrub
+from worker.settings import Settings, mask_url
+
+
+def test_database_url_password_is_masked():
+    assert mask_url("postgresql://app:s3cr%40t@db:5432/pedro") == "postgresql://app:***@db:5432/pedro"
+    assert mask_url("redis://:hunter2@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert mask_url("postgresql://db/pedro") == "postgresql://db/pedro"
+
+
+def test_settings_never_print_their_secrets(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:s3cret@db/pedro")
+    settings = Settings()
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
+    assert settings.require_database_url().endswith("@db/pedro")
+
+
+def test_ids_look_like_prisma_cuids():
+    ids = {new_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 25 and i.startswith("c") and i.isalnum() and i.islower() for i in ids)
+
+
+def test_log_scrubbing_removes_emails_and_url_passwords():
+    line = scrub("user ana.maria+x@example.com.br at postgresql://u:pw@h/db")
+    assert "example.com" not in line and ":pw@" not in line
+
+
+def test_json_logs_carry_context_and_hide_secrets(capsys):
+    configure_logging(Settings(log_format="json"))
+    with structlog.contextvars.bound_contextvars(message_id="m-1"):
+        get_logger("t").info("event_applied", event_id="e-1", email="a@b.io", url="redis://:pw@h:1/0")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["event"] == "event_applied"
+    assert (line["event_id"], line["message_id"]) == ("e-1", "m-1")
+    assert line["email"] == "<email>" and ":pw@" not in line["url"]
+    logging.getLogger().handlers.clear()
+
+
+def test_every_named_query_has_a_description():
+    assert {"lock_accounts", "claim_events", "write_ledger", "find_balance_drift"} <= set(QUERIES)
+    undocumented = [name for name, sql in QUERIES.items() if not sql.startswith("-- ")]
+    assert undocumented == []
+
+
+def test_a_query_name_may_not_be_defined_twice():
+    with pytest.raises(ValueError, match="defined twice"):
+        parse_queries("-- a --\nSELECT 1\n-- a --\nSELECT 2\n")
