@@ -28,6 +28,7 @@ from dramatiq.middleware import (
 
 from . import db
 from .errors import RetryLater, WorkerError
+from .ledger.coalesce import Coalescer
 from .logs import get_logger
 from .schema_check import check_schema
 from .settings import Settings, mask_url
@@ -43,12 +44,13 @@ class Runtime:
     pool: asyncpg.Pool | None = None
     settings: Settings | None = None
     broker: dramatiq.Broker | None = None
+    coalescer: Coalescer | None = None
 
 
-def runtime() -> tuple[asyncpg.Pool, Settings]:
-    if Runtime.pool is None or Runtime.settings is None:
+def runtime() -> tuple[Coalescer, Settings]:
+    if Runtime.coalescer is None or Runtime.settings is None:
         raise RuntimeError("no database pool: is the DatabasePool middleware installed?")
-    return Runtime.pool, Runtime.settings
+    return Runtime.coalescer, Runtime.settings
 
 
 def current_broker() -> dramatiq.Broker:
@@ -89,6 +91,7 @@ class DatabasePool(Middleware):
             Runtime.pool = loop_thread.run_coroutine(self._open())
             Runtime.settings = self.settings
             Runtime.broker = broker
+            Runtime.coalescer = Coalescer(Runtime.pool, self.settings)
         except BaseException as exc:  # noqa: BLE001 - any failure means: do not boot
             detail = exc.detail if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
             log.critical(
@@ -110,7 +113,7 @@ class DatabasePool(Middleware):
         loop_thread = get_event_loop_thread()
         if Runtime.pool is not None and loop_thread is not None:
             loop_thread.run_coroutine(Runtime.pool.close())
-        Runtime.pool = None
+        Runtime.pool = Runtime.coalescer = None
 
 
 # Replace a message's stored body only if it is still there (it is: we hold it unacked).

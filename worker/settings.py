@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     pool_min_size: int = 1
     pool_max_size: int = 4
     statement_timeout_ms: int = 30_000
+    # Micro-batching: concurrent messages of one process share a transaction (see coalesce.py).
+    micro_batch_linger_ms: float = 2.0
+    micro_batch_max_events: int = 1000
     slow_query_ms: int = 500
 
     # Embedded servers (`pedro-worker dev`): where their data lives.

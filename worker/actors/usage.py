@@ -9,8 +9,11 @@ from dramatiq.middleware import CurrentMessage
 
 from ..broker import current_broker, runtime
 from ..errors import RetryLater, ValidationRejected
-from ..ledger.apply import apply_usage_batch
+from ..ledger.decide import REJECTED, RETRY
+from ..logs import get_logger
 from ..publisher import build_message
+
+log = get_logger("pedro.actors.usage")
 
 
 async def apply_usage_events(events: Any) -> None:
@@ -24,10 +27,14 @@ async def apply_usage_events(events: Any) -> None:
         raise ValidationRejected("message argument must be a list of events", reason="bad_message")
     message = CurrentMessage.get_current_message()
     message_id = message.message_id if message else None
-    pool, settings = runtime()
+    coalescer, settings = runtime()
     with structlog.contextvars.bound_contextvars(message_id=message_id):
-        async with pool.acquire() as conn:
-            result = await apply_usage_batch(conn, events, settings)
+        result = await coalescer.apply(events, message_id=message_id)
+        for outcome in result.outcomes:
+            if outcome.status in (REJECTED, RETRY):
+                log.warning("event_" + outcome.status, event_id=outcome.event_id, reason=outcome.reason)
+            else:
+                log.debug("event_" + outcome.status, event_id=outcome.event_id)
     waiting = result.retry_indexes
     if not waiting:
         return

@@ -148,9 +148,6 @@ async def apply_usage_batch(
         outcomes[i] = plan.outcomes[event.id]
     result = BatchResult([o for o in outcomes if o is not None])
     assert len(result.outcomes) == len(raw_events)
-    for outcome in result.outcomes:
-        if outcome.status in (REJECTED, RETRY):
-            log.warning("event_" + outcome.status, event_id=outcome.event_id, reason=outcome.reason)
     log.info(
         "batch_applied", events=len(raw_events), applied=result.count(APPLIED),
         duplicates=result.count(DUPLICATE), rejected=result.count(REJECTED), retry=result.count(RETRY),
