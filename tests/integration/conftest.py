@@ -4,6 +4,9 @@ One PostgreSQL and one Redis per test session: the servers named by DATABASE_URL
 when set, otherwise embedded ones from the pip-installed binaries. A template database with the
 full schema (the app's tables + worker migrations) is built once; every test gets its own
 database copied from it (`CREATE DATABASE … TEMPLATE`) and its own Redis namespace.
+
+The worker (`settings`, `database_url`, CLI subprocesses) connects as the least-privilege role
+from `sql/roles/least_privilege.sql`; the test's own `conn` is the owner, for setup and checks.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from worker.broker import build_broker
 from worker.embedded import EmbeddedPostgres, EmbeddedRedis
 from worker.migrate import migrate
 from worker.runner import InProcessWorker
-from worker.settings import Settings
+from worker.settings import SQL_DIR, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -54,8 +57,18 @@ def redis_url() -> Iterator[str]:
         yield server.url
 
 
+WORKER_ROLE = "pedro_worker"
+
+
+def as_role(url: str, role: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
+
+
 @pytest.fixture(scope="session")
 async def template_db(pg_url: str) -> AsyncIterator[str]:
+    """The full schema, plus the least-privilege role's grants (copied into every test DB)."""
     name = f"pedro_tpl_{os.getpid()}"
     admin = await asyncpg.connect(pg_url)
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
@@ -63,6 +76,8 @@ async def template_db(pg_url: str) -> AsyncIterator[str]:
     conn = await db.connect(with_database(pg_url, name))
     try:
         await migrate(conn, with_app_schema=True)
+        await conn.execute((SQL_DIR / "roles" / "least_privilege.sql").read_text())
+        await conn.execute(f'GRANT CONNECT ON DATABASE "{name}" TO {WORKER_ROLE}')
     finally:
         await conn.close()
     yield name
@@ -90,11 +105,17 @@ async def _drop_database(pg_url: str, name: str) -> None:
 
 
 @pytest.fixture
-async def database_url(pg_url: str, template_db: str) -> AsyncIterator[str]:
-    """A fresh database with the full schema, for this test only."""
+async def admin_database_url(pg_url: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh database with the full schema, for this test only, as its owner."""
     name = await _create_database(pg_url, template_db)
     yield with_database(pg_url, name)
     await _drop_database(pg_url, name)
+
+
+@pytest.fixture
+def database_url(admin_database_url: str) -> str:
+    """The same database as the worker sees it: the least-privilege role (sql/roles/)."""
+    return as_role(admin_database_url, WORKER_ROLE)
 
 
 @pytest.fixture
@@ -106,8 +127,9 @@ async def empty_database_url(pg_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await db.connect(database_url)
+async def conn(admin_database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """The test's own connection (owner): sets up state and inspects what the worker did."""
+    connection = await db.connect(admin_database_url)
     yield connection
     await connection.close()
 

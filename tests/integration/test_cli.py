@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import asyncpg
+import pytest
 
 from tests.integration.helpers import balance, make_user, usage
-from worker import db
 
 
 def pedro(*args: str, database_url: str, redis_url: str = "", timeout: float = 60, **env: str):
@@ -49,22 +49,18 @@ async def test_a_tampered_migration_is_a_clear_error(empty_database_url, tmp_pat
     assert "0001_ledger.sql was changed after it was applied" in result.stderr
 
 
-async def test_check_names_a_dropped_column_and_a_changed_type(database_url, redis_url):
+async def test_check_names_a_dropped_column_and_a_changed_type(conn, database_url, redis_url):
     assert pedro("check", database_url=database_url, redis_url=redis_url).returncode == 0
-    conn = await asyncpg.connect(database_url)
     await conn.execute('ALTER TABLE "UsageHistory" ALTER COLUMN "creditsUsed" TYPE bigint')
     await conn.execute('ALTER TABLE "CreditBalance" DROP COLUMN "lastSyncedAt"')
-    await conn.close()
     result = pedro("check", database_url=database_url, redis_url=redis_url)
     assert result.returncode == 3
     assert '"UsageHistory"."creditsUsed" is bigint, expected integer' in result.stdout
     assert '"CreditBalance"."lastSyncedAt" is missing' in result.stdout
 
 
-async def test_the_worker_refuses_to_start_on_an_incompatible_schema(database_url, redis_url):
-    conn = await asyncpg.connect(database_url)
+async def test_the_worker_refuses_to_start_on_an_incompatible_schema(conn, database_url, redis_url):
     await conn.execute('ALTER TABLE "UsageHistory" ALTER COLUMN "details" TYPE text')
-    await conn.close()
     result = worker_process(database_url, redis_url, "pedro-boot-schema")
     assert result.returncode != 0
     assert '\\"UsageHistory\\".\\"details\\" is text, expected jsonb' in result.stderr or \
@@ -79,10 +75,9 @@ async def test_the_worker_exits_non_zero_when_it_cannot_create_its_pool(redis_ur
     assert "secret-pw" not in result.stderr  # the password never reaches a log
 
 
-async def test_publish_a_jsonl_file_then_reconcile(database_url, redis_url, tmp_path, settings, broker):
+async def test_publish_a_jsonl_file_then_reconcile(conn, database_url, redis_url, tmp_path, settings, broker):
     from worker.runner import InProcessWorker
 
-    conn = await db.connect(database_url)
     await make_user(conn, "user_file", credits=100)
     events = [usage("user_file", id=f"file-{n}", credits=2) for n in range(25)]
     path = tmp_path / "events.jsonl"
@@ -101,7 +96,6 @@ async def test_publish_a_jsonl_file_then_reconcile(database_url, redis_url, tmp_
     drift = pedro("reconcile", "--json", database_url=database_url)
     assert drift.returncode == 1
     assert json.loads(drift.stdout)["drift"][0]["expected"] == 50
-    await conn.close()
 
 
 async def test_publish_refuses_an_invalid_file_and_enqueues_nothing(database_url, redis_url, tmp_path):
@@ -110,3 +104,21 @@ async def test_publish_refuses_an_invalid_file_and_enqueues_nothing(database_url
     result = pedro("publish", str(path), database_url=database_url, redis_url=redis_url)
     assert result.returncode == 1
     assert "credits" in result.stderr
+
+
+async def test_the_worker_role_can_write_the_ledger_but_not_change_the_schema(database_url):
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT current_user") == "pedro_worker"
+        for forbidden in (
+            'ALTER TABLE "User" ADD COLUMN x int',
+            'DELETE FROM "UsageHistory"',
+            "TRUNCATE worker.journal",
+            "CREATE TABLE public.sneaky (id int)",
+            "UPDATE worker.schema_migrations SET checksum = 'x'",
+            """UPDATE "AdminSettings" SET "featureCosts" = '{}'""",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(forbidden)
+    finally:
+        await conn.close()
