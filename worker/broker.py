@@ -13,6 +13,7 @@ import threading
 
 import asyncpg
 import dramatiq
+import redis
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
@@ -27,7 +28,7 @@ from dramatiq.middleware import (
 )
 
 from . import db
-from .errors import RetryLater, WorkerError
+from .errors import Rejected, RetryLater, WorkerError
 from .ledger.coalesce import Coalescer
 from .logs import get_logger
 from .schema_check import check_schema
@@ -157,6 +158,34 @@ class DeadLetterReason(Middleware):
         )
 
 
+# Errors that say "a server is unreachable or restarting", not "this message is wrong".
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+
+
+def retry_policy(settings: Settings):  # noqa: ANN201
+    """dramatiq `retry_when`: outages get `infra_max_retries`, everything else `max_retries`."""
+
+    def retry_when(retries: int, exception: BaseException) -> bool:
+        if isinstance(exception, Rejected):
+            return False
+        if isinstance(exception, INFRASTRUCTURE_ERRORS):
+            return retries < settings.infra_max_retries
+        return retries < settings.max_retries
+
+    return retry_when
+
+
 def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
     """The broker the publisher and the worker share. `worker=False` skips the DB pool."""
     middleware: list[Middleware] = [
@@ -169,6 +198,7 @@ def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
             max_backoff=settings.max_backoff_ms,
+            retry_when=retry_policy(settings),
         ),
         AsyncIO(),
     ]
