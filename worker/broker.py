@@ -31,6 +31,7 @@ from . import db
 from .errors import Rejected, RetryLater, WorkerError
 from .ledger.coalesce import Coalescer
 from .logs import get_logger
+from .ops.recorder import OpsStats
 from .schema_check import check_schema
 from .settings import Settings, mask_url
 
@@ -194,6 +195,7 @@ def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
         ShutdownNotifications(),
         CurrentMessage(),
         DeadLetterReason(),
+        OpsStats(settings),  # before Retries too: it counts retried vs. dead-lettered
         Retries(
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,

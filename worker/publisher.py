@@ -21,7 +21,12 @@ from pydantic import ValidationError
 from .errors import ValidationRejected
 from .events import QUEUE_OF_TYPE, describe_validation_error, validate_event
 
-ACTOR_OF_QUEUE = {"usage": "apply_usage_events"}
+ACTOR_OF_QUEUE = {
+    "usage": "apply_usage_events",
+    "users": "apply_user_events",
+    "billing": "record_billing_events",
+    "storage": "apply_storage_events",
+}
 DEFAULT_BATCH_SIZE = 500
 
 

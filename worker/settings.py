@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = ROOT / "sql"
@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     max_retries: int = 8
     min_backoff_ms: int = 1_000
     max_backoff_ms: int = 300_000
+    # A database or Redis outage does not spend the budget above: infrastructure errors get
+    # their own (60 retries, backoff capped at max_backoff_ms: about 4.5 hours).
+    infra_max_retries: int = 60
 
     # Broker tuning: how fast messages of a dead worker come back, how long dead letters stay.
     heartbeat_timeout_ms: int = 15_000
@@ -73,6 +76,42 @@ class Settings(BaseSettings):
 
     # Embedded servers (`pedro-worker dev`): where their data lives.
     data_dir: Path = Path(".pedro")
+
+    # Ops (`worker/ops/`): dashboard (/ops) and /metrics auth, stats, background reconcile.
+    ops_token: SecretStr | None = None  # Bearer token, or typed into the dashboard's login form
+    ops_basic_auth: SecretStr | None = None  # "user:password" for HTTP basic auth
+    ops_allow_anonymous: bool = False  # no auth at all: `pedro-worker dev` on loopback only
+    ops_metrics_public: bool = False  # /metrics without auth (a private scrape network)
+    ops_refresh_s: int = 5
+    ops_stats_flush_ms: int = 1_000
+    ops_reconcile_interval_s: int = 300
+
+    # HTTP ingress (`pedro-worker ingress`, docs/ingress.md).
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = 8080
+    ingress_max_body_bytes: int = 4 * 1024 * 1024
+    ingress_max_batch: int = 1_000
+    ingress_redis_timeout_ms: int = 2_000
+    # Bearer tokens accepted by POST /v1/events: comma-separated in the environment.
+    api_tokens: Annotated[list[SecretStr], NoDecode] = []
+    asaas_webhook_token: SecretStr | None = Field(None, validation_alias=_env("ASAAS_WEBHOOK_TOKEN"))
+    clerk_webhook_secret: SecretStr | None = Field(None, validation_alias=_env("CLERK_WEBHOOK_SECRET"))
+    blob_read_write_token: SecretStr | None = Field(None, validation_alias=_env("BLOB_READ_WRITE_TOKEN"))
+    blob_head_timeout_ms: int = 5_000
+    blob_head_retries: int = 2
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_url_is_unset(cls, value: object) -> object:
+        # `REDIS_URL=` in an env file or a compose file means "not set", not "a URL named ''".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
 
     def require_database_url(self) -> str:
         from .errors import ConfigError

@@ -35,8 +35,10 @@ def test_dev_runs_on_embedded_servers_and_ctrl_c_leaves_nothing_behind(tmp_path)
                 break
         text = "".join(output)
         assert "worker running" in text, text
-        ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", text)]
-        assert len(ports) == 2 and all(_listening(p) for p in ports)
+        ports = sorted({int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", text)})
+        assert len(ports) == 3 and all(_listening(p) for p in ports)  # postgres, redis, ingress
+        curl = re.search(r"try +curl .* -d '(.*)'$", text, re.M)
+        assert curl and "Authorization: Bearer dev-" in text, text  # a usable example, token included
         demo = re.search(r"user_demo_alice: (\d+) -> (\d+)", text)
         assert demo and int(demo[2]) < int(demo[1]), text  # the demo events moved the ledger
     finally:

@@ -58,3 +58,8 @@ def test_every_named_query_has_a_description():
 def test_a_query_name_may_not_be_defined_twice():
     with pytest.raises(ValueError, match="defined twice"):
         parse_queries("-- a --\nSELECT 1\n-- a --\nSELECT 2\n")
+
+
+def test_an_empty_url_in_the_environment_means_unset(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "")
+    assert Settings().redis_url is None

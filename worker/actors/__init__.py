@@ -9,10 +9,13 @@ from __future__ import annotations
 import dramatiq
 
 from ..errors import ValidationRejected
-from . import usage
+from . import billing, storage, usage, users
 
 ACTORS = [
     (usage.apply_usage_events, {"queue_name": "usage", "actor_name": "apply_usage_events"}),
+    (users.apply_user_events, {"queue_name": "users", "actor_name": "apply_user_events"}),
+    (billing.record_billing_events, {"queue_name": "billing", "actor_name": "record_billing_events"}),
+    (storage.apply_storage_events, {"queue_name": "storage", "actor_name": "apply_storage_events"}),
 ]
 
 

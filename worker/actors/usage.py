@@ -11,6 +11,7 @@ from ..broker import current_broker, runtime
 from ..errors import RetryLater, ValidationRejected
 from ..ledger.decide import REJECTED, RETRY
 from ..logs import get_logger
+from ..ops.recorder import observe_batch
 from ..publisher import build_message
 
 log = get_logger("pedro.actors.usage")
@@ -30,6 +31,7 @@ async def apply_usage_events(events: Any) -> None:
     coalescer, settings = runtime()
     with structlog.contextvars.bound_contextvars(message_id=message_id):
         result = await coalescer.apply(events, message_id=message_id)
+        observe_batch(current_broker(), "usage", result.outcomes, message)
         for outcome in result.outcomes:
             if outcome.status in (REJECTED, RETRY):
                 log.warning("event_" + outcome.status, event_id=outcome.event_id, reason=outcome.reason)

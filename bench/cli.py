@@ -1,0 +1,116 @@
+"""Options of `pedro-worker bench` (argparse only, so building the CLI's parser stays cheap)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PATHS = ("a", "b", "c", "d", "e", "f", "latency", "scale")
+
+# (full, quick) defaults; an explicit option always wins.
+_PRESETS: dict[str, tuple[Any, Any]] = {
+    "events": (100_000, 10_000),
+    "single_events": (20_000, 2_000),
+    "latency_seconds": (15.0, 3.0),
+    "scale_out": ("1,2,4", "1,2,4"),
+    "scale_events": (50_000, 4_000),
+}
+
+
+@dataclass
+class BenchOptions:
+    events: int
+    single_events: int
+    users: int
+    batch_size: int
+    processes: int
+    threads: int
+    connections: int  # per process, for the paths without a queue (a, b)
+    latency_rate: int
+    latency_seconds: float
+    scale_out: list[int]
+    scale_events: int
+    distributions: list[str]
+    paths: set[str]
+    prefetch: int | None
+    seed: int
+    json_out: Path | None
+    quick: bool
+    worker_log_level: str
+    keep_logs: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="small counts: the whole run in under a minute")
+    p.add_argument("--events", type=int, help="events for the batch paths (b), (c), (f) [100000; quick 10000]")
+    p.add_argument("--single-events", type=int,
+                   help="events for the per-event paths (a), (d), (e) [20000; quick 2000]")  # fmt: skip
+    p.add_argument("--users", type=int, default=10_000, help="users seeded (default 10000)")
+    p.add_argument("--batch-size", type=int, help="events per batch message (default: the publisher's)")
+    p.add_argument("--processes", type=int, help="worker processes (default PEDRO_WORKER_PROCESSES)")
+    p.add_argument("--threads", type=int, help="threads per worker process (default PEDRO_WORKER_THREADS)")
+    p.add_argument("--connections", type=int,
+                   help="connections per process for (a) and (b) (default: --threads)")  # fmt: skip
+    p.add_argument("--prefetch", type=int, help="set dramatiq_queue_prefetch for the workers")
+    p.add_argument("--latency-rate", type=int, default=1_000, help="events/s for the latency run")
+    p.add_argument("--latency-seconds", type=float, help="length of the latency run [15; quick 3]")
+    p.add_argument("--scale-out", help="worker process counts for the scale-out run, e.g. 1,2,4 ('' skips)")
+    p.add_argument("--scale-events", type=int, help="distinct events per scale-out run [50000; quick 4000]")
+    p.add_argument("--distributions", default="uniform,hot", help="uniform,hot (default both)")
+    p.add_argument("--paths", default=",".join(PATHS),
+                   help=f"what to measure, a subset of {','.join(PATHS)} (default all; b includes its "
+                        "direct replay, f needs c)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=6, help="random seed of the workload")
+    p.add_argument("--json-out", type=Path, help="also write every figure to this JSON file")
+    p.add_argument("--worker-log-level", default=None, help="log level of the workers (default: PEDRO_LOG_LEVEL)")
+    p.add_argument("--keep-logs", action="store_true", help="keep the workers' log files and print where")
+
+
+def options_from_args(args: argparse.Namespace, settings: Any) -> BenchOptions:
+    from worker.publisher import DEFAULT_BATCH_SIZE
+
+    def pick(name: str) -> Any:
+        value = getattr(args, name)
+        return value if value is not None else _PRESETS[name][1 if args.quick else 0]
+
+    scale = pick("scale_out")
+    threads = args.threads or settings.worker_threads
+    distributions = [d.strip() for d in args.distributions.split(",") if d.strip()]
+    for d in distributions:
+        if d not in ("uniform", "hot"):
+            raise SystemExit(f"unknown distribution {d!r} (uniform, hot)")
+    paths = {x.strip() for x in args.paths.split(",") if x.strip()}
+    if paths - set(PATHS):
+        raise SystemExit(f"unknown paths {sorted(paths - set(PATHS))} (choose from {','.join(PATHS)})")
+    return BenchOptions(
+        events=pick("events"),
+        single_events=pick("single_events"),
+        users=args.users,
+        batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
+        processes=args.processes or settings.worker_processes,
+        threads=threads,
+        connections=args.connections or threads,
+        latency_rate=args.latency_rate,
+        latency_seconds=pick("latency_seconds"),
+        scale_out=[int(x) for x in scale.split(",") if x.strip()],
+        scale_events=pick("scale_events"),
+        distributions=distributions,
+        paths=paths,
+        prefetch=args.prefetch,
+        seed=args.seed,
+        json_out=args.json_out,
+        quick=args.quick,
+        worker_log_level=args.worker_log_level or settings.log_level,
+        keep_logs=args.keep_logs,
+    )
+
+
+def run_bench_command(args: argparse.Namespace, settings: Any) -> int:
+    """Entry point for `pedro-worker bench`. 0: every exactly-once check passed (performance
+    targets may be missed: they are reported, not enforced); 1: a violation or a failed run."""
+    from .run import main
+
+    return main(options_from_args(args, settings), settings)

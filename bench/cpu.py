@@ -1,0 +1,101 @@
+"""Where the CPU went during a measurement: PostgreSQL, Redis, the workers, the bench itself.
+
+Every local process is read with psutil: a process tree's time is its live processes' user+system
+time plus what its root has reaped from exited children (`children_user/system`), so backends
+that come and go are not lost. Servers given by URL are not on this machine's process table:
+their share shows as "-". On a 2-core machine a total near 2.0 cores means the path is
+CPU-bound; far below means it waits (round trips, fsync, throttling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+COMPONENTS = ("postgres", "redis", "workers", "bench")
+
+
+def tree_cpu(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        root = psutil.Process(pid)
+        t = root.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in root.children(recursive=True):
+            try:
+                c = child.cpu_times()
+                total += c.user + c.system
+            except psutil.NoSuchProcess:
+                continue
+        return total
+    except psutil.NoSuchProcess:
+        return None
+
+
+def own_cpu() -> float:
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class CpuUse:
+    """CPU seconds per component over one measurement of `seconds` wall time."""
+
+    seconds: float
+    events: int
+    cpu: dict[str, float | None] = field(default_factory=dict)
+
+    def cores(self, component: str) -> float | None:
+        value = self.cpu.get(component)
+        return None if value is None or self.seconds <= 0 else value / self.seconds
+
+    @property
+    def total_cores(self) -> float:
+        return sum(v for v in self.cpu.values() if v is not None) / self.seconds if self.seconds > 0 else 0.0
+
+    def us_per_event(self, component: str) -> float | None:
+        value = self.cpu.get(component)
+        return None if value is None or not self.events else value / self.events * 1e6
+
+    def render(self) -> str:
+        parts = []
+        for c in COMPONENTS:
+            cores = self.cores(c)
+            if cores is not None:
+                parts.append(f"{c} {cores:.2f} ({self.us_per_event(c):.0f} us/ev)")
+        return "cores: " + ", ".join(parts) + f"; total {self.total_cores:.2f}"
+
+
+class CpuMeter:
+    def __init__(self, postgres_pid: int | None, redis_pid: int | None) -> None:
+        self.postgres_pid = postgres_pid
+        self.redis_pid = redis_pid
+
+    def snapshot(self, workers_pid: int | None = None) -> dict[str, float | None]:
+        return {
+            "postgres": tree_cpu(self.postgres_pid),
+            "redis": tree_cpu(self.redis_pid),
+            "workers": tree_cpu(workers_pid),
+            "bench": own_cpu(),
+        }
+
+    @staticmethod
+    def use(before: dict[str, float | None], after: dict[str, float | None], seconds: float, events: int,
+            extra: dict[str, float] | None = None) -> CpuUse:  # fmt: skip
+        cpu: dict[str, float | None] = {}
+        for c in COMPONENTS:
+            a, b = before.get(c), after.get(c)
+            cpu[c] = None if a is None or b is None else max(0.0, b - a)
+        for c, value in (extra or {}).items():  # e.g. the lane processes of (a)/(b) as "workers"
+            cpu[c] = value
+        return CpuUse(seconds, events, cpu)

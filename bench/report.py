@@ -1,0 +1,200 @@
+"""The bench's figures, the targets of issue 6 and the printed table."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cpu import COMPONENTS, CpuUse
+from .latency import LatencyResult
+
+PATHS = {
+    "a": "(a) naive: txn per event, no queue",
+    "b": "(b) ceiling: apply_usage_batch, no queue",
+    "c": "(c) e2e, batch messages",
+    "d": "(d) e2e, single-event messages",
+    "e": "(e) dramatiq no-op actor, 1 event/msg",
+    "f": "(f) replay e2e, batch messages",
+    "f_direct": "(f) replay direct (apply_usage_batch)",
+}
+
+
+@dataclass
+class Figure:
+    path: str
+    distribution: str
+    events: int
+    seconds: float
+    cpu: CpuUse | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else math.inf
+
+
+@dataclass
+class ScaleRun:
+    processes: int
+    events: int
+    deliveries: int
+    seconds: float
+    verified: str
+    cpu: CpuUse | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else math.inf
+
+
+@dataclass
+class Report:
+    header: dict[str, Any] = field(default_factory=dict)
+    figures: dict[tuple[str, str], Figure] = field(default_factory=dict)
+    latency: LatencyResult | None = None
+    rss_per_process_mb: float = 0.0
+    rss_fleet_mb: float = 0.0
+    scale: list[ScaleRun] = field(default_factory=list)
+    checks: list[tuple[str, str]] = field(default_factory=list)  # (measurement, what was verified)
+    violation: str | None = None
+
+    def add(self, path: str, distribution: str, events: int, seconds: float, cpu: CpuUse | None = None) -> Figure:
+        fig = Figure(path, distribution, events, seconds, cpu)
+        self.figures[(path, distribution)] = fig
+        return fig
+
+    def rate(self, path: str, distribution: str) -> float | None:
+        fig = self.figures.get((path, distribution)) or self.figures.get((path, "any"))
+        return fig.rate if fig else None
+
+    def ratio(self, top: str, bottom: str, distribution: str) -> float | None:
+        a, b = self.rate(top, distribution), self.rate(bottom, distribution)
+        return a / b if a is not None and b else None
+
+    def distributions(self) -> list[str]:
+        return [d for d in ("uniform", "hot") if any(k[1] == d for k in self.figures)]
+
+    # --- targets -------------------------------------------------------------------------------
+
+    def targets(self) -> list[tuple[str, str, float | None, bool | None]]:
+        """(target, distribution, value, passed)."""
+        rows: list[tuple[str, str, float | None, bool | None]] = []
+
+        def check(name: str, dist: str, value: float | None, ok: Any) -> None:
+            rows.append((name, dist, value, None if value is None else bool(ok(value))))
+
+        for d in self.distributions():
+            check("(c) >= 20,000 events/s", d, self.rate("c", d), lambda v: v >= 20_000)
+            check("(c)/(a) >= 15", d, self.ratio("c", "a", d), lambda v: v >= 15)
+            check("(c)/(b) >= 0.6", d, self.ratio("c", "b", d), lambda v: v >= 0.6)
+            check("(d)/(e) >= 0.7", d, self.ratio("d", "e", d), lambda v: v >= 0.7)
+            check("(f) replay e2e >= 100,000 events/s", d, self.rate("f", d), lambda v: v >= 100_000)
+        if self.latency is not None:
+            check(f"p99 publish->commit <= 100 ms @ {self.latency.rate:,}/s", "uniform", self.latency.p99_ms,
+                  lambda v: v <= 100)  # fmt: skip
+        if self.rss_per_process_mb:
+            check("peak worker RSS <= 200 MB", "-", self.rss_per_process_mb, lambda v: v <= 200)
+        return rows
+
+    # --- output --------------------------------------------------------------------------------
+
+    def render(self) -> str:
+        out: list[str] = []
+        h = self.header
+        out.append("pedro-worker bench" + (" --quick" if h.get("quick") else ""))
+        for key in ("machine", "postgres", "redis", "workers", "workload", "code", "duration"):
+            if key in h:
+                out.append(f"  {key:<9} {h[key]}")
+        dists = self.distributions()
+        out.append("")
+        out.append(f"{'events/s':<44}" + "".join(f"{d:>14}" for d in dists) + f"{'events':>12}")
+        for path, label in PATHS.items():
+            rates = [self.rate(path, d) for d in dists]
+            if all(r is None for r in rates):
+                continue
+            counts = {f.events for (p, _), f in self.figures.items() if p == path}
+            out.append(f"{label:<44}" + "".join(f"{_num(r):>14}" for r in rates)
+                       + f"{'/'.join(f'{c:,}' for c in sorted(counts)):>12}")  # fmt: skip
+        if any(f.cpu for f in self.figures.values()):
+            out.append("")
+            out.append(f"{'CPU, in cores (2.0 = both cores busy)':<44}{'dist':>8}"
+                       + "".join(f"{c:>10}" for c in COMPONENTS) + f"{'total':>8}")  # fmt: skip
+            for (path, dist), fig in self.figures.items():
+                if fig.cpu is None:
+                    continue
+                cells = "".join(f"{_num(fig.cpu.cores(c), 2):>10}" for c in COMPONENTS)
+                out.append(f"{PATHS[path][:44]:<44}{dist:>8}{cells}{fig.cpu.total_cores:>8.2f}")
+        out.append("")
+        out.append(f"{'ratios':<44}" + "".join(f"{d:>14}" for d in dists))
+        for top, bottom in (("c", "a"), ("c", "b"), ("d", "e")):
+            out.append(f"{f'({top})/({bottom})':<44}"
+                       + "".join(f"{_num(self.ratio(top, bottom, d), 2):>14}" for d in dists))  # fmt: skip
+        if self.latency:
+            lat = self.latency
+            out.append("")
+            out.append(f"latency publish->commit at {lat.rate:,}/s (achieved {lat.achieved_rate:,.0f}/s, "
+                       f"{lat.samples:,} samples, single-event messages, uniform):")  # fmt: skip
+            out.append(f"  p50 {lat.p50_ms:.1f} ms   p99 {lat.p99_ms:.1f} ms   max {lat.max_ms:.1f} ms"
+                       f"   [commit = {lat.clock}]")  # fmt: skip
+        if self.rss_per_process_mb:
+            out.append(f"peak RSS: {self.rss_per_process_mb:.0f} MB per worker process, "
+                       f"{self.rss_fleet_mb:.0f} MB whole fleet (incl. dramatiq's parent process)")  # fmt: skip
+        if self.scale:
+            out.append("")
+            out.append("scale-out (uniform; every event published twice, the copy in another message):")
+            for s in self.scale:
+                out.append(f"  {s.processes} process{'es' if s.processes > 1 else '  '}  "
+                           f"{_num(s.rate):>10} distinct events/s  ({s.deliveries:,} deliveries)  "
+                           f"exactly-once OK: {s.verified}"
+                           + (f"; {s.cpu.total_cores:.2f} cores" if s.cpu else ""))  # fmt: skip
+        out.append("")
+        out.append(f"{'target':<44}{'dist':>8}{'value':>14}  result")
+        for name, dist, value, passed in self.targets():
+            verdict = "n/a" if passed is None else ("PASS" if passed else "MISS")
+            out.append(f"{name:<44}{dist:>8}{_num(value, 2 if value is not None and value < 100 else 0):>14}  {verdict}")
+        out.append("")
+        if self.violation:
+            out.append(f"EXACTLY-ONCE VIOLATION: {self.violation}")
+        else:
+            out.append(f"exactly-once verified after each of {len(self.checks)} measurements "
+                       "(row counts, journal, drift, computed balances)")  # fmt: skip
+        return "\n".join(out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "header": self.header,
+            "figures": [_figure_json(f) for f in self.figures.values()],
+            "ratios": {
+                f"{t}/{b}": {d: self.ratio(t, b, d) for d in self.distributions()}
+                for t, b in (("c", "a"), ("c", "b"), ("d", "e"))
+            },
+            "latency": asdict(self.latency) if self.latency else None,
+            "rss_mb": {"per_process": self.rss_per_process_mb, "fleet": self.rss_fleet_mb},
+            "scale_out": [{**asdict(s), "rate": s.rate, "cores": s.cpu and s.cpu.total_cores} for s in self.scale],
+            "targets": [{"target": n, "distribution": d, "value": v, "passed": p} for n, d, v, p in self.targets()],
+            "checks": self.checks,
+            "violation": self.violation,
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2, default=str) + "\n")
+
+
+def _figure_json(f: Figure) -> dict[str, Any]:
+    cpu = f.cpu
+    return {
+        **asdict(f),
+        "rate": f.rate,
+        "cores": {c: cpu.cores(c) for c in COMPONENTS} if cpu else None,
+        "us_per_event": {c: cpu.us_per_event(c) for c in COMPONENTS} if cpu else None,
+    }
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if math.isinf(value) or math.isnan(value):
+        return str(value)
+    return f"{value:,.{digits}f}"

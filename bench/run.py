@@ -1,0 +1,369 @@
+"""One bench run: every path, both distributions, exactly-once verified after each measurement.
+
+Order: per distribution (a) naive baseline, (b) ceiling and its direct replay, then one worker
+fleet for (c) batch messages, (f) their replay and (d) single-event messages (and, on the uniform
+fleet, the latency run); then (e) the no-op fleet; then the scale-out runs. Each measurement has
+its own database copied from the seeded template, or new event ids on the fleet's database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from worker.publisher import Publisher
+from worker.settings import ROOT, Settings
+
+from .cli import BenchOptions
+from .cpu import CpuMeter, CpuUse
+from .fleet import Fleet, FleetError
+from .lanes import run_lanes
+from .latency import commit_times, publish_paced, summarize
+from .noop import noop_message
+from .report import Report, ScaleRun
+from .servers import BenchServers, ServerInfo
+from .verify import ExactlyOnceViolation, verify_baseline, verify_product, verify_untouched
+from .workload import START_CREDITS, Expected, Workload
+
+_CHUNK_MESSAGES = 10  # batch messages per pipelined publish call
+_SINGLE_CHUNK = 500  # single-event messages per pipelined publish call
+
+
+def aio(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+_T0 = time.monotonic()
+
+
+def say(text: str) -> None:
+    print(f"[{time.monotonic() - _T0:6.1f}s] {text}" if text else "", flush=True)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _code_version() -> str:
+    try:
+        git = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 5}
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, **git).stdout.strip()
+        status = ["git", "status", "--porcelain", "--untracked-files=no"]
+        dirty = subprocess.run(status, check=False, **git).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{rev}{' + uncommitted changes' if dirty else ''}" if rev else "unknown"
+
+
+class Bench:
+    def __init__(self, opts: BenchOptions, settings: Settings, servers: BenchServers, info: ServerInfo,
+                 workload: Workload, report: Report, logs: Path) -> None:  # fmt: skip
+        self.opts = opts
+        self.settings = settings
+        self.servers = servers
+        self.info = info
+        self.workload = workload
+        self.report = report
+        self.logs = logs
+        self.fleets: list[Fleet] = []
+        self.meter = CpuMeter(servers.postgres_pid, servers.redis_pid)
+        self.lanes_settings = settings.model_copy(update={"log_level": opts.worker_log_level})
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _timeout(self, events: int) -> float:
+        return 120 + events / 500  # generous: a hung path fails instead of hanging the bench
+
+    def _check(self, measurement: str, verify: Callable[[], Coroutine[Any, Any, str]]) -> str:
+        summary = aio(verify())
+        self.report.checks.append((measurement, summary))
+        return summary
+
+    def _fleet(self, module: str, dsn: str, processes: int, name: str) -> Fleet:
+        fleet = Fleet(
+            module, database_url=dsn, redis_url=self.servers.redis_url, processes=processes,
+            threads=self.opts.threads, settings=self.settings, log_path=self.logs / f"{name}.log",
+            log_level=self.opts.worker_log_level, prefetch=self.opts.prefetch,
+        )  # fmt: skip
+        self.fleets.append(fleet)
+        return fleet.start()
+
+    def _stop(self, fleet: Fleet, *, product: bool) -> None:
+        """Measurements are over: let the fleet shut down in the background (reaped in close())."""
+        fleet.terminate()
+        if product:
+            self.report.rss_per_process_mb = max(self.report.rss_per_process_mb, fleet.rss.per_process_mb)
+            self.report.rss_fleet_mb = max(self.report.rss_fleet_mb, fleet.rss.fleet_mb)
+
+    def _lanes(self, job: str, dsn: str, items: list, events: int) -> tuple[Any, CpuUse]:
+        result = run_lanes(
+            job, dsn, items, processes=self.opts.processes, connections=self.opts.connections,
+            settings=self.lanes_settings, log_path=self.logs / f"lanes-{job}.log",
+            timeout_s=self._timeout(events), snapshot=self.meter.snapshot,
+        )  # fmt: skip
+        before, after = result.snapshots
+        return result, self.meter.use(before, after, result.seconds, events, {"workers": result.lane_cpu})
+
+    def _measure(self, fleet: Fleet, publish: Callable[[], None], events: int,
+                 timeout_s: float | None = None) -> tuple[float, CpuUse]:  # fmt: skip
+        """Publish, wait until everything is acked; the seconds and the CPU it took."""
+        pid = fleet.proc.pid if fleet.proc else None
+        before = self.meter.snapshot(pid)
+        seconds = fleet.run(publish, timeout_s or self._timeout(events))
+        return seconds, self.meter.use(before, self.meter.snapshot(pid), seconds, events)
+
+    def _publish_batches(self, fleet: Fleet, events: list[dict]) -> Callable[[], None]:
+        publisher = Publisher(fleet.broker, batch_size=self.opts.batch_size, validate=False)
+        chunks = _chunks(events, self.opts.batch_size * _CHUNK_MESSAGES)
+
+        def publish() -> None:
+            for chunk in chunks:
+                publisher.publish_many(chunk)
+
+        return publish
+
+    def _publish_singles(self, fleet: Fleet, events: list[dict]) -> Callable[[], None]:
+        publisher = Publisher(fleet.broker, batch_size=1, validate=False)
+        chunks = _chunks(events, _SINGLE_CHUNK)
+
+        def publish() -> None:
+            for chunk in chunks:
+                publisher.publish_many(chunk)
+
+        return publish
+
+    def _no_dead_letters(self, fleet: Fleet, label: str) -> None:
+        if dead := fleet.dead_letters():
+            raise ExactlyOnceViolation(label, [f"{dead} messages dead-lettered: their events were never applied"])
+
+    def _record(self, path: str, dist: str, events: int, seconds: float, verified: str, cpu: CpuUse) -> None:
+        fig = self.report.add(path, dist, events, seconds, cpu)
+        say(f"  ({path}) {dist:<7} {events:>8,} events in {seconds:6.2f}s = {fig.rate:>9,.0f}/s   "
+            f"verified: {verified}\n{'':>13}{cpu.render()}")  # fmt: skip
+
+    # --- paths -------------------------------------------------------------------------------------
+
+    def baseline(self, dist: str) -> None:
+        dsn = aio(self.servers.new_database())
+        events = self.workload.events(f"a-{dist}", self.opts.single_events, dist)
+        result, cpu = self._lanes("baseline", dsn, events, len(events))
+        expected = Expected(self.workload.clerk_ids)
+        expected.apply(events)
+        label = f"(a) naive baseline, {dist}"
+        verified = self._check(label, lambda: verify_baseline(dsn, expected, label))
+        self._record("a", dist, len(events), result.seconds, verified, cpu)
+        aio(self.servers.drop_database(dsn))
+
+    def ceiling(self, dist: str) -> None:
+        dsn = aio(self.servers.new_database())
+        events = self.workload.events(f"b-{dist}", self.opts.events, dist)
+        batches = _chunks(events, self.opts.batch_size)
+        expected = Expected(self.workload.clerk_ids)
+        expected.apply(events)
+        runs = (("b", f"(b) ceiling, {dist}", "applied"), ("f_direct", f"(f) direct replay, {dist}", "duplicate"))
+        for path, label, status in runs:
+            result, cpu = self._lanes("ceiling", dsn, batches, len(events))
+            if result.outcomes.get(status) != len(events):
+                raise ExactlyOnceViolation(label, [f"outcomes {dict(result.outcomes)}, expected {len(events)} {status}"])
+            verified = self._check(label, lambda label=label: verify_product(dsn, expected, label))
+            self._record(path, dist, len(events), result.seconds, verified, cpu)
+        aio(self.servers.drop_database(dsn))
+
+    def end_to_end(self, dist: str, with_latency: bool) -> None:
+        dsn = aio(self.servers.new_database())
+        expected = Expected(self.workload.clerk_ids)
+        fleet = self._fleet("worker.app", dsn, self.opts.processes, f"e2e-{dist}")
+        try:
+            events = self.workload.events(f"c-{dist}", self.opts.events, dist)
+            singles = self.workload.events(f"d-{dist}", self.opts.single_events, dist)
+            runs = (
+                ("c", f"(c) e2e batch messages, {dist}", events, self._publish_batches, True),
+                ("f", f"(f) e2e replay, {dist}", events, self._publish_batches, False),
+                ("d", f"(d) e2e single-event messages, {dist}", singles, self._publish_singles, True),
+            )
+            wanted = self.opts.paths | ({"c"} if "f" in self.opts.paths else set())  # replay needs (c)
+            for path, label, batch, publish, new in runs:
+                if path not in wanted:
+                    continue
+                seconds, cpu = self._measure(fleet, publish(fleet, batch), len(batch))
+                self._no_dead_letters(fleet, label)
+                if new:
+                    expected.apply(batch)
+                verified = self._check(label, lambda label=label: verify_product(dsn, expected, label))
+                self._record(path, dist, len(batch), seconds, verified, cpu)
+            if with_latency:
+                self.latency(fleet, dsn, dist, expected)
+        finally:
+            self._stop(fleet, product=True)
+
+    def latency(self, fleet: Fleet, dsn: str, dist: str, expected: Expected) -> None:
+        count = max(1, int(self.opts.latency_rate * self.opts.latency_seconds))
+        events = self.workload.events(f"l-{dist}", count, dist)
+        say(f"  latency: {count:,} single-event messages at {self.opts.latency_rate:,}/s …")
+        box: dict[str, Any] = {}
+
+        def publish() -> None:
+            box["published"], box["achieved"] = publish_paced(fleet, events, self.opts.latency_rate)
+
+        fleet.run(publish, self._timeout(count) + self.opts.latency_seconds)
+        self._no_dead_letters(fleet, f"latency run, {dist}")
+        expected.apply(events)
+        label = f"latency run, {dist}"
+        verified = self._check(label, lambda: verify_product(dsn, expected, label))
+        committed = aio(commit_times(dsn, [e["id"] for e in events], self.info.commit_timestamps))
+        lat = summarize(box["published"], committed, self.opts.latency_rate, box["achieved"],
+                        self.info.commit_timestamps)  # fmt: skip
+        self.report.latency = lat
+        say(f"  latency: p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms, max {lat.max_ms:.1f} ms "
+            f"({lat.samples:,} samples, achieved {lat.achieved_rate:,.0f}/s)   verified: {verified}")  # fmt: skip
+
+    def noop(self) -> None:
+        dsn = aio(self.servers.new_database())
+        fleet = self._fleet("bench.noop_app", dsn, self.opts.processes, "noop")
+        try:
+            events = self.workload.events("e", self.opts.single_events, "uniform")
+            chunks = _chunks(events, _SINGLE_CHUNK)
+            publisher = Publisher(fleet.broker)
+
+            def publish() -> None:
+                for chunk in chunks:
+                    publisher.enqueue_pipelined([noop_message(e) for e in chunk])
+
+            seconds, cpu = self._measure(fleet, publish, len(events))
+            label = "(e) no-op actor"
+            self._record("e", "any", len(events), seconds, self._check(label, lambda: verify_untouched(dsn, label)), cpu)
+        finally:
+            self._stop(fleet, product=False)
+
+    def scale_out(self, processes: int) -> None:
+        dsn = aio(self.servers.new_database())
+        expected = Expected(self.workload.clerk_ids)
+        fleet = self._fleet("worker.app", dsn, processes, f"scale-{processes}")
+        try:
+            events = self.workload.events(f"s{processes}", self.opts.scale_events, "uniform")
+            copies = list(events)
+            random.Random(self.opts.seed + processes).shuffle(copies)
+            publisher = Publisher(fleet.broker, batch_size=self.opts.batch_size, validate=False)
+            size = self.opts.batch_size * _CHUNK_MESSAGES
+            originals, duplicates = _chunks(events, size), _chunks(copies, size)
+
+            def publish() -> None:  # interleaved, so a copy is often in flight with its original
+                for first, second in zip(originals, duplicates):
+                    publisher.publish_many(first)
+                    publisher.publish_many(second)
+
+            seconds, cpu = self._measure(fleet, publish, len(events), self._timeout(2 * len(events)))
+            self._no_dead_letters(fleet, f"scale-out, {processes} worker processes")
+            expected.apply(events)
+            label = f"scale-out, {processes} worker processes"
+            verified = self._check(label, lambda: verify_product(dsn, expected, label))
+            run = ScaleRun(processes, len(events), 2 * len(events), seconds, verified, cpu)
+            self.report.scale.append(run)
+            say(f"  scale-out {processes} process(es): {len(events):,} events ({2 * len(events):,} deliveries) "
+                f"in {seconds:.2f}s = {run.rate:,.0f}/s   verified: {verified}\n{'':>13}{cpu.render()}")  # fmt: skip
+        finally:
+            self._stop(fleet, product=True)
+
+    def run_all(self) -> None:
+        dists = self.opts.distributions
+        latency_dist = "uniform" if "uniform" in dists else (dists[0] if dists else None)
+        paths = self.opts.paths
+        for dist in dists:
+            say(f"distribution {dist}:")
+            if "a" in paths:
+                self.baseline(dist)
+            if "b" in paths:
+                self.ceiling(dist)
+            with_latency = dist == latency_dist and self.opts.latency_seconds > 0 and "latency" in paths
+            if paths & {"c", "d", "f"} or with_latency:
+                self.end_to_end(dist, with_latency=with_latency)
+        if "e" in paths:
+            self.noop()
+        if "scale" in paths:
+            for processes in self.opts.scale_out:
+                self.scale_out(processes)
+
+    def close(self) -> None:
+        for fleet in self.fleets:
+            fleet.terminate()
+        for fleet in self.fleets:
+            try:
+                fleet.stop()
+            except Exception as exc:  # noqa: BLE001 - cleanup must go on
+                print(f"could not stop a worker fleet: {exc}", file=sys.stderr)
+        self.fleets.clear()
+
+
+def _header(opts: BenchOptions, settings: Settings, info: ServerInfo) -> dict[str, Any]:
+    import psutil
+
+    prefetch = opts.prefetch or os.environ.get("dramatiq_queue_prefetch") or f"{2 * opts.threads} (dramatiq default)"
+    return {
+        "quick": opts.quick,
+        "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+                   f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
+        "postgres": info.postgres,
+        "redis": info.redis,
+        "workers": f"{opts.processes} processes x {opts.threads} threads, prefetch {prefetch}, "
+                   f"pool_max_size {settings.pool_max_size}, log level {opts.worker_log_level}; "
+                   f"(a)/(b) on {opts.processes} processes x {opts.connections} connections",
+        "workload": f"{opts.users:,} users, batch {opts.batch_size} events/message, "
+                    f"usage.recorded with explicit credits, seed {opts.seed}",
+        "code": _code_version(),
+    }  # fmt: skip
+
+
+def main(opts: BenchOptions, settings: Settings) -> int:
+    logs = Path(tempfile.mkdtemp(prefix="pedro-bench-logs-"))
+    report = Report()
+    servers = BenchServers(settings)
+    workload = Workload(opts.users, opts.seed)
+    bench: Bench | None = None
+    failed: str | None = None
+    started = time.monotonic()
+    try:
+        servers.start()
+        info = aio(servers.info())
+        report.header = _header(opts, settings, info)
+        say(f"pedro-worker bench: {info.postgres}; seeding {opts.users:,} users …")
+        aio(servers.build_template(workload.clerk_ids, START_CREDITS))
+        bench = Bench(opts, settings, servers, info, workload, report, logs)
+        bench.run_all()
+    except ExactlyOnceViolation as exc:
+        report.violation = str(exc)
+        failed = "exactly-once violation"
+        print("\n" + "!" * 80 + f"\nEXACTLY-ONCE VIOLATION in {exc.measurement}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        print("!" * 80, file=sys.stderr, flush=True)
+    except (FleetError, RuntimeError, TimeoutError, OSError) as exc:
+        failed = f"{type(exc).__name__}: {exc}"
+        print(f"\nbench failed: {failed}", file=sys.stderr, flush=True)
+    finally:
+        if bench is not None:
+            bench.close()
+        try:
+            aio(servers.drop_all())
+        except Exception as exc:  # noqa: BLE001 - the servers may be gone already
+            print(f"could not drop the bench databases: {exc}", file=sys.stderr)
+        servers.stop()
+    report.header["duration"] = f"{time.monotonic() - started:.0f} s"
+    print("\n" + report.render(), flush=True)
+    if opts.json_out:
+        report.write_json(opts.json_out)
+        print(f"\nfigures written to {opts.json_out}")
+    if failed or opts.keep_logs:
+        print(f"worker and lane logs kept in {logs}")
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
+    return 1 if failed else 0

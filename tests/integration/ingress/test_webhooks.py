@@ -1,0 +1,305 @@
+"""Provider webhooks end to end: HTTP (real ingress) -> Redis -> worker -> PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from datetime import datetime
+
+from tests.integration.family_helpers import journal, plan, queued_messages, user_row
+from tests.integration.helpers import balance, count, make_user
+from tests.integration.ingress.providers import ASAAS_TOKEN, as_body, clerk_headers, vercel_headers
+
+# --- Asaas -------------------------------------------------------------------------------------
+
+# Shaped as in Asaas's documentation: '&' in the event id, zone-less São Paulo time, many fields
+# we do not read, and one they may add tomorrow.
+ASAAS_PAYMENT = {
+    "id": "evt_05b708f961d739ea7eba7e4db318f621&368604920",
+    "event": "PAYMENT_RECEIVED",
+    "dateCreated": "2024-06-12 16:45:03",
+    "payment": {
+        "object": "payment", "id": "pay_080225913252", "dateCreated": "2024-06-12",
+        "customer": "cus_G7Dvo4iphUNk", "subscription": "sub_VXJBYgP2u0eO", "installment": None,
+        "paymentLink": None, "dueDate": "2024-06-12", "originalDueDate": "2024-06-12", "value": 49.9,
+        "netValue": 47.41, "description": "Plano Pro", "billingType": "CREDIT_CARD",
+        "externalReference": json.dumps({"clerkUserId": "user_asaas", "planId": "plan_pro"}),
+        "status": "RECEIVED", "confirmedDate": "2024-06-12", "paymentDate": "2024-06-12",
+        "clientPaymentDate": "2024-06-12", "creditDate": "2024-07-12", "deleted": False,
+        "creditCard": {"creditCardNumber": "8829", "creditCardBrand": "MASTERCARD"},
+        "discount": {"value": 0.0, "dueDateLimitDays": 0, "type": "FIXED"},
+        "refunds": None, "someFieldAddedLater": {"nested": True},
+    },
+}  # fmt: skip
+
+ASAAS_SUBSCRIPTION = {
+    "id": "evt_6561b631fa5580caadd00bbe3b858607&9193",
+    "event": "SUBSCRIPTION_CREATED",
+    "dateCreated": "2024-10-16 11:11:04",
+    "subscription": {
+        "object": "subscription", "id": "sub_VXJBYgP2u0eO", "dateCreated": "16/10/2024",
+        "customer": "cus_G7Dvo4iphUNk", "value": 49.9, "nextDueDate": "22/11/2024", "cycle": "MONTHLY",
+        "billingType": "BOLETO", "deleted": False, "status": "ACTIVE", "externalReference": "user_asaas",
+    },
+}  # fmt: skip
+
+
+def asaas_event(event: str, event_id: str, date_created: str, status: str) -> dict:
+    payload = copy.deepcopy(ASAAS_PAYMENT)
+    payload.update({"id": event_id, "event": event, "dateCreated": date_created})
+    payload["payment"]["status"] = status
+    return payload
+
+
+def post_asaas(ingress, payload, token=ASAAS_TOKEN):
+    return ingress.post(
+        "/webhooks/asaas", content=as_body(payload), headers={"asaas-access-token": token}
+    )
+
+
+async def test_asaas_with_a_wrong_or_missing_token_is_401_and_nothing_is_enqueued(
+    ingress, settings
+):
+    assert post_asaas(ingress, ASAAS_PAYMENT, token="wrong").status_code == 401
+    assert ingress.post("/webhooks/asaas", json=ASAAS_PAYMENT).status_code == 401
+    assert queued_messages(settings) == 0
+
+
+async def test_asaas_payloads_as_documented_become_subscription_event_rows(conn, ingress, worker):
+    await make_user(conn, "user_asaas", credits=0)
+    await plan(conn, "plan_pro", 300)
+    for payload in (ASAAS_PAYMENT, ASAAS_SUBSCRIPTION):
+        response = post_asaas(ingress, payload)
+        assert response.status_code == 200 and response.json()["status"] == "accepted"
+    worker.drain()
+
+    rows = {r["id"]: r for r in await conn.fetch('SELECT * FROM "SubscriptionEvent"')}
+    payment = rows["evt_05b708f961d739ea7eba7e4db318f621&368604920"]
+    assert (payment["eventType"], payment["status"], payment["planKey"]) == (
+        "PAYMENT_RECEIVED",
+        "RECEIVED",
+        "plan_pro",
+    )
+    assert payment["occurredAt"] == datetime(
+        2024, 6, 12, 19, 45, 3
+    )  # 16:45:03 in São Paulo (UTC-3)
+    assert payment["clerkUserId"] == "user_asaas" and payment["userId"] is not None
+    assert payment["metadata"]["payment"]["someFieldAddedLater"] == {"nested": True}
+    subscription = rows["evt_6561b631fa5580caadd00bbe3b858607&9193"]
+    assert (subscription["eventType"], subscription["status"]) == ("SUBSCRIPTION_CREATED", "ACTIVE")
+    assert subscription["occurredAt"] == datetime(2024, 10, 16, 14, 11, 4)
+    assert await balance(conn, "user_asaas") == 300
+
+
+async def test_same_asaas_webhook_twice_is_one_row_and_one_grant(conn, ingress, worker):
+    await make_user(conn, "user_asaas", credits=0)
+    await plan(conn, "plan_pro", 300)
+    assert [post_asaas(ingress, ASAAS_PAYMENT).status_code for _ in range(2)] == [200, 200]
+    confirmed = asaas_event("PAYMENT_CONFIRMED", "evt_aaa&1", "2024-06-12 16:40:00", "CONFIRMED")
+    assert post_asaas(ingress, confirmed).status_code == 200
+    worker.drain()
+
+    assert await count(conn, '"SubscriptionEvent"') == 2
+    assert await balance(conn, "user_asaas") == 300
+    assert await journal(conn) == [("grant/pay_080225913252", "grant", 300)]
+
+
+async def test_asaas_refund_after_payment_reverses_once(conn, ingress, worker):
+    await make_user(conn, "user_asaas", credits=20)
+    await plan(conn, "plan_pro", 300)
+    post_asaas(ingress, ASAAS_PAYMENT)
+    worker.drain()
+    refund = asaas_event("PAYMENT_REFUNDED", "evt_bbb&2", "2024-06-20 09:00:00", "REFUNDED")
+    for _ in range(2):
+        assert post_asaas(ingress, refund).status_code == 200
+    worker.drain()
+
+    assert await balance(conn, "user_asaas") == 20
+    kinds = [kind for _, kind, _ in await journal(conn)]
+    assert kinds == ["grant", "grant_reversal"]
+
+
+async def test_asaas_events_we_do_not_record_are_acknowledged_with_200(ingress, settings):
+    transfer = {
+        "id": "evt_t&1",
+        "event": "TRANSFER_CREATED",
+        "dateCreated": "2024-01-01 10:00:00",
+        "transfer": {},
+    }
+    response = post_asaas(ingress, transfer)
+    assert (response.status_code, response.json()["status"]) == (200, "ignored")
+    bad = post_asaas(ingress, {"event": "PAYMENT_RECEIVED"})
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_payload")
+    assert queued_messages(settings) == 0
+
+
+# --- Clerk -------------------------------------------------------------------------------------
+
+
+def clerk_payload(
+    event_type: str, clerk_id: str, *, updated_ms: int, email: str = "clerk@example.com"
+) -> dict:
+    data = {
+        "id": clerk_id, "object": "user", "first_name": "Maria", "last_name": "Souza", "username": None,
+        "primary_email_address_id": "idn_2",
+        "email_addresses": [{"id": "idn_1", "email_address": "old@example.com"},
+                            {"id": "idn_2", "email_address": email}],
+        "created_at": 1_700_000_000_000, "updated_at": updated_ms, "unsafe_metadata": {},
+    }  # fmt: skip
+    if event_type == "user.deleted":
+        data = {"id": clerk_id, "object": "user", "deleted": True}
+    return {"data": data, "object": "event", "type": event_type, "timestamp": updated_ms + 5,
+            "instance_id": "ins_123"}  # fmt: skip
+
+
+def post_clerk(ingress, payload, msg_id, **kw):
+    body = as_body(payload)
+    return ingress.post(
+        "/webhooks/clerk", content=body, headers=clerk_headers(body, msg_id=msg_id, **kw)
+    )
+
+
+async def test_clerk_user_created_with_a_valid_signature_creates_the_user_once(
+    conn, ingress, worker
+):
+    payload = clerk_payload("user.created", "user_clerk1", updated_ms=1_700_000_000_000)
+    assert post_clerk(ingress, payload, "msg_2abc").status_code == 200
+    assert post_clerk(ingress, payload, "msg_2abc").status_code == 200  # Svix redelivery
+    worker.drain()
+
+    assert await user_row(conn, "user_clerk1") == {
+        "clerkId": "user_clerk1", "email": "clerk@example.com", "name": "Maria Souza", "isActive": True,
+        "credits": 100,
+    }  # fmt: skip
+    assert await count(conn, '"User"') == 1
+
+
+async def test_clerk_bad_or_stale_signatures_are_401_and_nothing_is_enqueued(ingress, settings):
+    payload = clerk_payload("user.created", "user_clerk2", updated_ms=1_700_000_000_000)
+    body = as_body(payload)
+    wrong_secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
+    cases = [
+        clerk_headers(body, msg_id="msg_1", secret=wrong_secret),
+        clerk_headers(body, msg_id="msg_1", timestamp=int(time.time()) - 6 * 60),
+        clerk_headers(body, msg_id="msg_1", timestamp=int(time.time()) + 6 * 60),
+        {**clerk_headers(body, msg_id="msg_1"), "svix-id": "msg_other"},
+        {**clerk_headers(body, msg_id="msg_1"), "svix-signature": "v1,not-base64!"},
+        {"content-type": "application/json"},
+    ]
+    for headers in cases:
+        response = ingress.post("/webhooks/clerk", content=body, headers=headers)
+        assert (response.status_code, response.json()["error"]) == (401, "invalid_signature"), (
+            headers
+        )
+    tampered = ingress.post("/webhooks/clerk", content=body.replace(b"Maria", b"Mario"),
+                            headers=clerk_headers(body, msg_id="msg_1"))  # fmt: skip
+    assert tampered.status_code == 401
+    assert queued_messages(settings) == 0
+
+
+async def test_clerk_any_one_of_several_signatures_may_match(conn, ingress, worker):
+    payload = clerk_payload("user.created", "user_clerk3", updated_ms=1_700_000_000_000)
+    rotated = ("v1,c29tZS1vbGQtc2lnbmF0dXJlLWZyb20tYS1yb3RhdGVkLXNlY3JldA==", "v2,ignored")
+    assert post_clerk(ingress, payload, "msg_3", extra_signatures=rotated).status_code == 200
+    worker.drain()
+    assert (await user_row(conn, "user_clerk3"))["email"] == "clerk@example.com"
+
+
+async def test_clerk_events_in_any_order_end_in_the_same_state(conn, ingress, worker):
+    t = 1_700_000_000_000
+    deleted = clerk_payload("user.deleted", "user_clerk4", updated_ms=t + 2000)
+    updated = clerk_payload(
+        "user.updated", "user_clerk4", updated_ms=t + 1000, email="new@example.com"
+    )
+    created = clerk_payload("user.created", "user_clerk4", updated_ms=t)
+    for msg_id, payload in (("msg_d", deleted), ("msg_u", updated), ("msg_c", created)):
+        assert post_clerk(ingress, payload, msg_id).status_code == 200
+        worker.drain()
+
+    row = await user_row(conn, "user_clerk4")
+    assert (row["email"], row["isActive"], row["credits"]) == ("new@example.com", False, 100)
+
+
+async def test_clerk_event_types_we_do_not_handle_are_acknowledged(ingress, settings):
+    payload = {
+        "data": {"id": "sess_1"},
+        "object": "event",
+        "type": "session.created",
+        "timestamp": 1,
+    }
+    response = post_clerk(ingress, payload, "msg_session")
+    assert (response.status_code, response.json()["status"]) == (200, "ignored")
+    assert queued_messages(settings) == 0
+
+
+# --- Vercel Blob -------------------------------------------------------------------------------
+
+
+def blob_callback(url: str, pathname: str, token_payload: dict | None) -> dict:
+    return {"type": "blob.upload-completed", "payload": {
+        "blob": {"url": url, "downloadUrl": url + "?download=1", "pathname": pathname,
+                 "contentType": "image/png", "contentDisposition": 'attachment; filename="cat.png"'},
+        "tokenPayload": json.dumps(token_payload) if token_payload is not None else None,
+    }}  # fmt: skip
+
+
+def post_blob(ingress, payload, **kw):
+    body = as_body(payload)
+    return ingress.post("/webhooks/vercel-blob", content=body, headers=vercel_headers(body, **kw))
+
+
+async def test_blob_upload_with_size_in_token_payload_is_stored_once(conn, ingress, worker):
+    await make_user(conn, "user_blob")
+    payload = blob_callback(
+        "https://store.example/u/cat.png", "u/cat.png", {"clerkUserId": "user_blob", "size": 1234}
+    )
+    first, second = post_blob(ingress, payload), post_blob(ingress, payload)
+    worker.drain()
+
+    assert first.status_code == second.status_code == 200
+    assert first.json()["id"] == second.json()["id"]
+    row = await conn.fetchrow('SELECT * FROM "StorageObject"')
+    assert (row["id"], row["size"], row["name"], row["pathname"]) == (
+        first.json()["id"],
+        1234,
+        "cat.png",
+        "u/cat.png",
+    )
+    assert await count(conn, '"StorageObject"') == 1
+
+
+async def test_blob_size_missing_is_read_with_head_retrying_a_failure(
+    conn, ingress, worker, blob_server
+):
+    await make_user(conn, "user_blob")
+    blob_server.sizes["/u/dog.png"] = 98765
+    blob_server.failures_left = 1
+    payload = blob_callback(
+        blob_server.url("/u/dog.png"), "u/dog.png", {"clerkUserId": "user_blob"}
+    )
+    assert post_blob(ingress, payload).status_code == 200
+    worker.drain()
+
+    assert blob_server.heads == ["/u/dog.png", "/u/dog.png"]
+    assert await conn.fetchval('SELECT size FROM "StorageObject"') == 98765
+
+
+async def test_blob_size_unavailable_is_503_and_nothing_is_enqueued(ingress, settings, blob_server):
+    payload = blob_callback(
+        blob_server.url("/missing.png"), "missing.png", {"clerkUserId": "user_blob"}
+    )
+    response = post_blob(ingress, payload)
+    assert (response.status_code, response.json()["error"]) == (503, "blob_size_unavailable")
+    assert queued_messages(settings) == 0
+
+
+async def test_blob_bad_signature_or_missing_user_is_refused(ingress, settings):
+    payload = blob_callback(
+        "https://store.example/a.png", "a.png", {"clerkUserId": "user_blob", "size": 1}
+    )
+    assert post_blob(ingress, payload, token="another-token").status_code == 401
+    assert ingress.post("/webhooks/vercel-blob", json=payload).status_code == 401
+    no_user = post_blob(ingress, blob_callback("https://store.example/b.png", "b.png", {"size": 1}))
+    assert (no_user.status_code, no_user.json()["error"]) == (400, "invalid_payload")
+    assert queued_messages(settings) == 0

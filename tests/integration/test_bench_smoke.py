@@ -1,0 +1,70 @@
+"""`pedro-worker bench` in a tiny configuration: it completes and verifies exactly-once.
+
+No timing is asserted: the figures depend on the machine. The bench runs as a subprocess (as a
+user runs it) against this session's servers, in databases and a Redis namespace of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.verify import ExactlyOnceViolation, verify_product
+from bench.workload import START_CREDITS, Expected, Workload
+from tests.integration.helpers import make_user
+from worker.ledger.apply import apply_usage_batch
+from worker.settings import ROOT, Settings
+
+pytestmark = pytest.mark.integration
+
+TINY = [
+    "--events", "300", "--single-events", "60", "--users", "40", "--batch-size", "50",
+    "--latency-rate", "100", "--latency-seconds", "1.5", "--scale-out", "1,2", "--scale-events", "150",
+]  # fmt: skip
+
+
+def test_tiny_bench_completes_and_verifies_exactly_once(pg_url: str, redis_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "DATABASE_URL": pg_url, "REDIS_URL": redis_url, "PEDRO_LOG_LEVEL": "WARNING"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "bench", *TINY, "--json-out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "exactly-once verified after each of" in proc.stdout
+
+    report = json.loads(out.read_text())
+    assert report["violation"] is None
+    measured = {(f["path"], f["distribution"]) for f in report["figures"]}
+    for dist in ("uniform", "hot"):
+        assert {(p, dist) for p in ("a", "b", "c", "d", "f", "f_direct")} <= measured
+    assert ("e", "any") in measured
+    assert [s["processes"] for s in report["scale_out"]] == [1, 2]
+    assert report["latency"]["samples"] > 0
+    assert len(report["checks"]) == 16  # 6 per distribution, latency, no-op, 2 scale-out runs
+
+
+async def test_verification_fails_loudly_on_a_double_debit(conn, database_url: str) -> None:
+    workload = Workload(users=3, seed=1)
+    for clerk in workload.clerk_ids:
+        await make_user(conn, clerk, credits=START_CREDITS)
+    events = workload.events("v", 20, "uniform")
+    await apply_usage_batch(conn, events, Settings())
+    expected = Expected(workload.clerk_ids)
+    expected.apply(events)
+    await verify_product(database_url, expected, "smoke")
+
+    clerk = events[0]["clerkUserId"]  # one event's debit applied a second time
+    await conn.execute(
+        'UPDATE "CreditBalance" SET "creditsRemaining" = "creditsRemaining" - $2 WHERE "clerkUserId" = $1',
+        clerk, events[0]["credits"],
+    )  # fmt: skip
+    with pytest.raises(ExactlyOnceViolation) as raised:
+        await verify_product(database_url, expected, "smoke")
+    text = str(raised.value)
+    assert "find_balance_drift" in text and clerk in text

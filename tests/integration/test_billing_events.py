@@ -1,0 +1,150 @@
+"""Billing events: one SubscriptionEvent row each; payment credits granted once, reversed once."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.integration.family_helpers import billing, journal, plan
+from tests.integration.helpers import balance, count, make_user, rejections
+from worker.domain.billing import BILLING
+from worker.domain.each import apply_each
+from worker.ledger.decide import APPLIED, DUPLICATE, RETRY
+from worker.publisher import Publisher
+from worker.repo.reconcile import find_balance_drift
+
+RECEIVED = billing("PAYMENT_RECEIVED", id="evt_a&1", t=0)
+CONFIRMED = billing("PAYMENT_CONFIRMED", id="evt_b&2", t=-5, status="CONFIRMED")
+REFUNDED = billing("PAYMENT_REFUNDED", id="evt_c&3", t=100, status="REFUNDED")
+
+
+async def apply(conn, settings, *events):
+    result = await apply_each(conn, list(events), BILLING, settings)
+    return [(o.status, o.reason) for o in result.outcomes]
+
+
+@pytest.fixture
+async def payer(conn):
+    await make_user(conn, "user_pay", credits=10)
+    await plan(conn, "plan_pro", 500)
+
+
+async def test_payment_received_twice_grants_the_credits_once(conn, broker, worker, payer):
+    publisher = Publisher(broker)
+    publisher.publish(RECEIVED)
+    publisher.publish(RECEIVED)
+    publisher.publish(CONFIRMED)  # another event of the same payment
+    worker.drain()
+
+    assert await balance(conn, "user_pay") == 510
+    assert await journal(conn) == [("grant/pay_1", "grant", 500)]
+    assert await count(conn, '"SubscriptionEvent"') == 2
+    assert await find_balance_drift(conn) == []
+
+
+async def test_refund_after_payment_reverses_the_grant_once(conn, broker, worker, payer):
+    publisher = Publisher(broker)
+    publisher.publish(RECEIVED)
+    worker.drain()
+    publisher.publish_many([REFUNDED, REFUNDED, billing("PAYMENT_CHARGEBACK_REQUESTED", t=200)])
+    worker.drain()
+
+    assert await balance(conn, "user_pay") == 10
+    assert await journal(conn) == [
+        ("grant/pay_1", "grant", 500),
+        ("grant_reversal/pay_1", "grant_reversal", -500),
+    ]
+    assert await find_balance_drift(conn) == []
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations([RECEIVED, CONFIRMED, REFUNDED])),
+                         ids=lambda o: "-".join(e["eventType"].split("_")[1] for e in o))  # fmt: skip
+async def test_arrival_order_does_not_change_the_outcome(conn, settings, payer, order):
+    for event in order:
+        assert (await apply(conn, settings, event))[0][0] == APPLIED
+
+    assert await balance(conn, "user_pay") == 10
+    assert sorted(await journal(conn)) == [("grant/pay_1", "grant", 500),
+                                           ("grant_reversal/pay_1", "grant_reversal", -500)]  # fmt: skip
+    assert await find_balance_drift(conn) == []
+
+
+async def test_a_refund_dated_before_the_payment_does_not_reverse_it(conn, settings, payer):
+    early_refund = billing("PAYMENT_REFUNDED", t=-60, status="REFUNDED")
+    assert await apply(conn, settings, early_refund) == [(APPLIED, "reversal_before_grant")]
+    assert await apply(conn, settings, RECEIVED) == [(APPLIED, None)]
+    assert await balance(conn, "user_pay") == 510
+
+
+async def test_reversal_that_would_overdraw_is_refused_under_the_reject_policy(
+    conn, settings, payer
+):
+    await apply(conn, settings, RECEIVED)
+    await conn.execute(
+        'UPDATE "CreditBalance" SET "creditsRemaining" = 100'
+    )  # credits spent meanwhile
+    await conn.execute("UPDATE worker.balance_opening SET opening = opening - 410")
+    assert await apply(conn, settings, REFUNDED) == [(APPLIED, "insufficient_credits")]
+
+    assert await balance(conn, "user_pay") == 100
+    [refusal] = await rejections(conn, REFUNDED["id"])
+    assert refusal["reason"] == "insufficient_credits"
+    allow = settings.model_copy(update={"overdraft_policy": "allow"})
+    assert await apply(conn, allow, billing("PAYMENT_CHARGEBACK_REQUESTED", t=300)) == [
+        (APPLIED, "already_reversed")
+    ]
+
+
+async def test_payment_without_a_plan_is_recorded_without_credits_as_a_warning(
+    conn, settings, payer
+):
+    event = billing("PAYMENT_RECEIVED", plan=None, subscription="sub_unknown")
+    assert await apply(conn, settings, event) == [(APPLIED, "no_plan")]
+    assert await balance(conn, "user_pay") == 10
+    row = await conn.fetchrow('SELECT * FROM "SubscriptionEvent" WHERE id = $1', event["id"])
+    assert row["planKey"] is None and row["eventType"] == "PAYMENT_RECEIVED"
+
+
+async def test_plan_found_by_its_asaas_id_when_the_reference_has_no_plan_id(conn, settings, payer):
+    await plan(conn, "plan_basic", 40, asaas_id="sub_basic")
+    event = billing("PAYMENT_RECEIVED", plan=None, subscription="sub_basic")
+    assert await apply(conn, settings, event) == [(APPLIED, None)]
+    assert await balance(conn, "user_pay") == 50
+    assert await conn.fetchval('SELECT "planKey" FROM "SubscriptionEvent"') == "plan_basic"
+
+
+async def test_one_off_payments_and_subscription_events_are_recorded_without_credits(
+    conn, settings, payer
+):
+    one_off = billing("PAYMENT_RECEIVED", subscription=None, payment="pay_single")
+    created = billing("SUBSCRIPTION_CREATED", payment=None, status="ACTIVE")
+    assert await apply(conn, settings, one_off, created) == [(APPLIED, None), (APPLIED, None)]
+    assert await balance(conn, "user_pay") == 10
+    rows = await conn.fetch(
+        'SELECT "userId", "clerkUserId", status FROM "SubscriptionEvent" ORDER BY status'
+    )
+    assert [(r["clerkUserId"], r["status"]) for r in rows] == [
+        ("user_pay", "ACTIVE"),
+        ("user_pay", "RECEIVED"),
+    ]
+    assert all(r["userId"] is not None for r in rows)
+
+
+async def test_grant_for_a_user_not_created_yet_waits_and_writes_nothing(conn, settings):
+    await plan(conn, "plan_pro", 500)
+    assert await apply(conn, settings, RECEIVED) == [(RETRY, "unknown_user")]
+    assert await count(conn, '"SubscriptionEvent"') == 0
+    assert await count(conn, "worker.event_log") == 0
+    await make_user(conn, "user_pay", credits=0)
+    assert await apply(conn, settings, RECEIVED) == [(APPLIED, None)]
+    assert await apply(conn, settings, RECEIVED) == [(DUPLICATE, None)]
+    assert await balance(conn, "user_pay") == 500
+
+
+async def test_event_naming_no_clerk_user_is_still_recorded_and_grants_nothing(conn, settings, payer):
+    anonymous = billing("PAYMENT_RECEIVED", clerk=None, payment="pay_anon")
+    assert await apply(conn, settings, anonymous) == [(APPLIED, "no_clerk_user")]
+    row = await conn.fetchrow('SELECT "clerkUserId", "userId" FROM "SubscriptionEvent" WHERE id = $1', anonymous["id"])
+    assert (row["clerkUserId"], row["userId"]) == ("", None)
+    assert await journal(conn) == []

@@ -1,0 +1,87 @@
+"""The dashboard in a real headless Chromium (Debian's `chromium` + `chromium-driver`).
+
+Locally the test skips when no browser is installed; in CI (`CI=true`) a missing browser is a
+failure — `.ci/run` installs one. The screenshot lands in `test-artifacts/dashboard.png`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from pydantic import SecretStr
+
+from tests.integration.helpers import balance, make_user, usage_rows
+from tests.integration.ops_helpers import (
+    chromium_driver,
+    dead_letters,
+    find_chromium,
+    full_page_screenshot,
+    make_unknown_user_dead_letter,
+    serve,
+)
+from worker.settings import ROOT
+
+TOKEN = "browser-test-token-5d1e"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def start_chromium(width: int = 1440, height: int = 1000):  # noqa: ANN201
+    found = find_chromium()
+    if found is None:
+        message = "no Chromium found (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}: CI must run the browser test (.ci/run installs it)")
+        pytest.skip(message)
+    return chromium_driver(*found, width=width, height=height)
+
+
+@pytest.fixture
+def chromium() -> Iterator:
+    driver = start_chromium()
+    yield driver
+    driver.quit()
+
+
+async def test_the_dashboard_requeues_a_dead_letter_the_worker_then_applies(
+    chromium, conn, broker, worker, settings
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    make_unknown_user_dead_letter(broker, worker, "user_browser", "browser-1", credits=12)
+    await make_user(conn, "user_browser", credits=100)
+    wait = WebDriverWait(chromium, 30)
+
+    with serve(
+        settings.model_copy(update={"ops_token": SecretStr(TOKEN), "ops_refresh_s": 1})
+    ) as base:
+        chromium.get(f"{base}/ops/")
+        assert chromium.current_url == f"{base}/ops/login"  # no session yet
+        chromium.find_element(By.ID, "token").send_keys(TOKEN)
+        chromium.find_element(By.ID, "login").click()
+
+        row = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "tr.dead-letter")))
+        assert row.get_attribute("data-queue") == "usage"
+        assert row.find_element(By.CSS_SELECTOR, ".pill").text == "unknown_user"
+        assert "browser-1" in row.find_element(By.CSS_SELECTOR, ".preview").text
+        wait.until(ec.text_to_be_present_in_element((By.ID, "queue-usage"), "usage"))
+        ARTIFACTS.mkdir(exist_ok=True)
+        chromium.save_screenshot(str(ARTIFACTS / "dashboard-dead-letter.png"))
+
+        row.find_element(By.CSS_SELECTOR, "button.requeue").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "toast"), "Requeued 1 message"))
+        assert dead_letters(settings).counts()["usage"] == 0  # back on its queue
+        worker.drain()
+        assert await balance(conn, "user_browser") == 88
+        assert [r["id"] for r in await usage_rows(conn, "user_browser")] == ["browser-1"]
+
+        wait.until(ec.text_to_be_present_in_element((By.ID, "dead-letters"), "No dead letters."))
+        wait.until(
+            lambda d: "1 total" in d.find_element(By.ID, "kpis").text
+        )  # applied, once flushed
+        full_page_screenshot(chromium, ARTIFACTS / "dashboard.png")
+        errors = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors  # no script error, no CSP violation

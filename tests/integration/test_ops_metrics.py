@@ -1,0 +1,165 @@
+"""/metrics and `pedro-worker stats`: numbers that move when the real worker applies events."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from tests.integration.family_helpers import user_created
+from tests.integration.helpers import adjust, make_user, usage
+from tests.integration.ops_helpers import flush_stats, make_unknown_user_dead_letter
+from tests.integration.test_cli import pedro
+from worker.ops.web import create_app
+from worker.publisher import Publisher
+
+TOKEN = "metrics-test-token-7f3a"
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text -> {(sample name, sorted labels): value}; raises if it does not parse."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(scrape: dict, name: str, **labels: str) -> float:
+    return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def scrape(settings) -> dict:  # noqa: ANN001
+    app = create_app(settings.model_copy(update={"ops_token": SecretStr(TOKEN)}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://ops"
+    ) as client:
+        response = await client.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return samples(response.text)
+
+
+async def test_metrics_parse_and_move_when_events_are_applied(conn, broker, worker, settings):
+    await make_user(conn, "user_m", credits=10)
+    before = await scrape(settings)
+    assert value(before, "pedro_redis_up") == 1
+    assert value(before, "pedro_queue_depth", queue="usage", state="ready") == 0
+
+    applied = [usage("user_m", id=f"m-{n}", credits=2) for n in range(3)]
+    Publisher(broker).publish_many(
+        [*applied, applied[0], usage("user_m", id="m-big", credits=500), user_created("user_new_m")]
+    )
+    worker.drain()
+    make_unknown_user_dead_letter(broker, worker, "user_nobody", "m-orphan")
+    flush_stats(broker)
+    after = await scrape(settings)
+
+    events = "pedro_events_total"
+    assert value(after, events, queue="usage", outcome="applied", reason="") == 3
+    assert value(after, events, queue="usage", outcome="duplicate", reason="") == 1
+    assert value(after, events, queue="users", outcome="applied", reason="") == 1
+    assert (
+        value(after, events, queue="usage", outcome="rejected", reason="insufficient_credits") == 1
+    )
+    assert (
+        value(after, events, queue="usage", outcome="retry", reason="unknown_user")
+        == settings.max_retries + 1
+    )
+    assert value(after, "pedro_dead_letters", queue="usage") == 1
+    assert (
+        value(
+            after,
+            "pedro_dead_lettered_messages_total",
+            queue="usage",
+            actor="apply_usage_events",
+            reason="unknown_user",
+        )
+        == 1
+    )
+    labels = {"queue_name": "usage", "actor_name": "apply_usage_events"}
+    assert value(after, "dramatiq_messages_total", **labels) > value(
+        before, "dramatiq_messages_total", **labels
+    )
+    assert value(after, "dramatiq_message_retries_total", **labels) == settings.max_retries
+    assert value(after, "dramatiq_message_rejects_total", **labels) == 1
+    assert value(after, "dramatiq_message_duration_milliseconds_count", **labels) >= 3
+    assert value(after, "pedro_publish_to_commit_seconds_count", queue="usage") >= 1
+    assert value(after, "pedro_batch_size_events_bucket", queue="usage", le="5") == 4
+    assert value(after, "pedro_worker_processes") >= 1
+    for queue in ("usage", "users", "billing", "storage"):
+        assert ("pedro_queue_depth", (("queue", queue), ("state", "delayed"))) in after
+
+
+async def test_metrics_need_auth_unless_public(settings):
+    app = create_app(settings.model_copy(update={"ops_token": SecretStr(TOKEN)}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://ops"
+    ) as client:
+        assert (await client.get("/metrics")).status_code == 401
+        assert (
+            await client.get("/metrics", headers={"authorization": "Bearer wrong"})
+        ).status_code == 401
+    public = create_app(settings.model_copy(update={"ops_metrics_public": True}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=public), base_url="http://ops"
+    ) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200 and value(samples(response.text), "pedro_redis_up") == 1
+
+
+async def test_stats_and_reconcile_commands(conn, broker, worker, settings):
+    await make_user(conn, "user_s", credits=100)
+    Publisher(broker).publish_many([usage("user_s", credits=5), adjust("user_s", 20)])
+    worker.drain()
+    flush_stats(broker)
+    env = {
+        "database_url": settings.require_database_url(),
+        "redis_url": settings.require_redis_url(),
+        "PEDRO_REDIS_NAMESPACE": settings.redis_namespace,
+    }
+
+    reconciled = pedro("reconcile", **env)
+    assert reconciled.returncode == 0 and "1 balances checked, 0 with drift" in reconciled.stdout
+    stats = pedro("stats", "--json", **env)
+    assert stats.returncode == 0, stats.stderr
+    view = json.loads(stats.stdout)
+    assert view["ledger"]["applied"] == 2
+    assert view["ledger"]["reconcile"]["checked"] == 1 and view["ledger"]["reconcile"]["drift"] == 0
+    assert [w["pid"] for w in view["workers"]]  # this test's in-process worker, by its heartbeat
+    text = pedro("stats", **env)
+    assert text.returncode == 0 and "usage" in text.stdout and "applied=2" in text.stdout
+    down = pedro("stats", database_url="", redis_url="redis://127.0.0.1:1/0")
+    assert down.returncode == 1 and "redis unreachable" in down.stderr
+
+
+async def test_the_grafana_dashboard_only_queries_metrics_we_expose(conn, broker, worker, settings):
+    import redis
+
+    from worker.ops.reconcile import ReconcileReport, store
+    from worker.settings import ROOT
+
+    await make_user(conn, "user_g")
+    Publisher(broker).publish_many([usage("user_g", id="g-1"), usage("user_nobody_g", id="g-2")])
+    worker.drain()
+    flush_stats(broker)
+    store(
+        redis.Redis.from_url(settings.require_redis_url()),
+        settings.redis_namespace,
+        ReconcileReport(),
+        "cli",
+    )
+    exposed = {name for name, _labels in await scrape(settings)}
+    dashboard = json.loads(
+        (ROOT / "deploy" / "grafana" / "dashboards" / "pedro-worker.json").read_text()
+    )
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(?:pedro|dramatiq)_[a-z_]+", target["expr"])
+    }
+    assert queried and queried <= exposed, queried - exposed

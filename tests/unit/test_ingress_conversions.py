@@ -1,0 +1,107 @@
+"""Provider payload -> our events: the mapping rules of the webhooks, without servers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from worker.ingress.http import HttpError
+from worker.ingress.webhooks.asaas import (
+    parse_asaas_datetime,
+    parse_external_reference,
+    to_billing_event,
+)
+from worker.ingress.webhooks.clerk import full_name, primary_email, to_user_event
+from worker.ingress.webhooks.vercel_blob import object_id, parse_upload, to_storage_event
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024-06-12 16:45:03", datetime(2024, 6, 12, 19, 45, 3, tzinfo=UTC)),  # São Paulo is UTC-3
+    ("2024-06-12", datetime(2024, 6, 12, 3, 0, tzinfo=UTC)),
+    ("16/10/2024", datetime(2024, 10, 16, 3, 0, tzinfo=UTC)),
+    ("16/10/2024 11:11:04", datetime(2024, 10, 16, 14, 11, 4, tzinfo=UTC)),
+    ("2018-12-01 10:00:00", datetime(2018, 12, 1, 12, 0, tzinfo=UTC)),  # Brazil had DST then: UTC-2
+    ("2024-06-12T16:45:03+00:00", datetime(2024, 6, 12, 16, 45, 3, tzinfo=UTC)),
+])  # fmt: skip
+def test_asaas_dates_are_sao_paulo_time_turned_into_utc(text, expected):
+    assert parse_asaas_datetime(text) == expected
+
+
+@pytest.mark.parametrize(("reference", "expected"), [
+    ("user_2abc", ("user_2abc", None)),
+    ('{"clerkUserId": "user_2abc", "planId": "plan_pro"}', ("user_2abc", "plan_pro")),
+    ('{"clerkUserId": "user_2abc"}', ("user_2abc", None)),
+    ('{"planId": 7}', (None, "7")),
+    ("{not json", (None, None)),
+    ("Pedido 056984 & more", (None, None)),
+    (None, (None, None)),
+    ("", (None, None)),
+])  # fmt: skip
+def test_external_reference_is_a_clerk_user_id_or_json(reference, expected):
+    assert parse_external_reference(reference) == expected
+
+
+def test_asaas_payment_event_keeps_the_id_with_its_ampersand_and_the_whole_payload():
+    payload = {"id": "evt_1&2", "event": "PAYMENT_CONFIRMED", "dateCreated": "2024-01-02 03:04:05", "extra": 1,
+               "payment": {"id": "pay_1", "subscription": "sub_1", "status": "CONFIRMED", "paymentLink": "123",
+                           "externalReference": "user_x"}}  # fmt: skip
+    event = to_billing_event(payload)
+    assert event["id"] == "evt_1&2" and event["metadata"] == payload
+    assert (event["paymentId"], event["subscriptionId"], event["paymentLinkId"]) == (
+        "pay_1",
+        "sub_1",
+        "123",
+    )
+    assert (event["clerkUserId"], event["status"], event["occurredAt"]) == (
+        "user_x",
+        "CONFIRMED",
+        "2024-01-02T06:04:05+00:00",
+    )
+
+
+def test_asaas_event_time_falls_back_to_the_payment_dates_and_a_missing_time_is_refused():
+    payload = {
+        "id": "evt_2&1",
+        "event": "PAYMENT_RECEIVED",
+        "payment": {"id": "p", "paymentDate": "05/03/2024"},
+    }
+    assert to_billing_event(payload)["occurredAt"] == "2024-03-05T03:00:00+00:00"
+    with pytest.raises(HttpError) as refused:
+        to_billing_event({"id": "evt_3&1", "event": "PAYMENT_RECEIVED", "payment": {"id": "p"}})
+    assert refused.value.status == 400
+
+
+def test_clerk_user_payload_gives_primary_email_and_full_name():
+    data = {"id": "user_1", "first_name": " Ana ", "last_name": None, "primary_email_address_id": "b",
+            "email_addresses": [{"id": "a", "email_address": "a@x.io"}, {"id": "b", "email_address": "b@x.io"}],
+            "updated_at": 1_700_000_000_000}  # fmt: skip
+    assert (primary_email(data), full_name(data)) == ("b@x.io", "Ana")
+    assert full_name({"username": "ana_s"}) == "ana_s" and primary_email({}) is None
+    event = to_user_event("msg_1", {"type": "user.updated", "data": data, "timestamp": 1})
+    assert event["updatedAt"] == "2023-11-14T22:13:20+00:00" and event["id"] == "msg_1"
+    deleted = to_user_event("msg_2", {"type": "user.deleted", "data": {"id": "user_1", "deleted": True},
+                                      "timestamp": 1_700_000_000_000})  # fmt: skip
+    assert deleted == {"type": "user.deleted", "id": "msg_2", "clerkUserId": "user_1",
+                       "deletedAt": "2023-11-14T22:13:20+00:00"}  # fmt: skip
+    assert to_user_event("msg_3", {"type": "email.created", "data": {}}) is None
+
+
+def test_blob_object_id_is_stable_per_pathname_and_etag():
+    assert object_id("a/b.png", None) == object_id("a/b.png", None)
+    assert (
+        object_id("a/b.png", None) != object_id("a/b.png", '"etag-1"') != object_id("a/c.png", None)
+    )
+
+
+def test_blob_callback_needs_a_clerk_user_in_the_token_payload():
+    callback = {"type": "blob.upload-completed", "payload": {
+        "blob": {"url": "https://s/a.png", "pathname": "u/a.png", "contentType": "image/png"},
+        "tokenPayload": '{"clerkUserId": "user_1", "size": 12}'}}  # fmt: skip
+    blob, token = parse_upload(callback)
+    event = to_storage_event(blob, token, 12)
+    assert (event["clerkUserId"], event["name"], event["size"]) == ("user_1", "a.png", 12)
+    callback["payload"]["tokenPayload"] = '{"size": 12}'
+    with pytest.raises(HttpError):
+        parse_upload(callback)
+    assert parse_upload({"type": "blob.generate-client-token"}) is None

@@ -1,0 +1,110 @@
+"""Apply a message's events one transaction each: validate -> claim -> effect -> commit.
+
+The user, billing and storage families are low-volume and their effects touch several tables,
+so every event gets its own transaction. Its idempotency key is claimed in `worker.event_log`
+in that transaction, with its effects: a redelivered event finds its key taken and changes
+nothing (or, with a different payload, is refused as `idempotency_conflict`), and an event that
+must wait raises `RetryLater`, which rolls everything back, its claim included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from ..errors import RetryLater
+from ..events import describe_validation_error
+from ..ledger.apply import BatchResult, safe_payload
+from ..ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY, Outcome
+from ..logs import get_logger
+from ..repo import ledger as ledger_repo
+from ..settings import Settings
+
+log = get_logger("pedro.domain")
+
+ApplyOne = Callable[[asyncpg.Connection, Any, Settings], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to validate, key and apply the events of one queue."""
+
+    name: str
+    adapter: TypeAdapter[Any]
+    apply: ApplyOne
+    claim_key: Callable[[Any], str] = lambda event: event.id
+    # notes (Outcome.reason of an applied event) that ops should hear about
+    warnings: frozenset[str] = frozenset()
+
+
+def _raw_field(raw: Any, name: str, limit: int) -> str | None:
+    value = raw.get(name) if isinstance(raw, dict) else None
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+async def reject(
+    conn: asyncpg.Connection, event: BaseModel, event_id: str, reason: str, detail: str
+) -> Outcome:
+    """Store a refusal (in the caller's transaction) and return its outcome."""
+    payload = safe_payload(event.model_dump(mode="json"))
+    await ledger_repo.insert_rejections(conn, [(event_id, event.type, reason, detail, payload)])  # type: ignore[attr-defined]
+    return Outcome(event_id, REJECTED, reason)
+
+
+async def _apply_one(
+    conn: asyncpg.Connection, index: int, raw: Any, family: Family, settings: Settings
+) -> Outcome:
+    try:
+        event = family.adapter.validate_python(raw)
+    except ValidationError as exc:
+        event_id = _raw_field(raw, "id", 191)
+        rejection = (event_id, _raw_field(raw, "type", 64), "validation_error",
+                     describe_validation_error(exc), safe_payload(raw))  # fmt: skip
+        await ledger_repo.insert_rejections(conn, [rejection])
+        return Outcome(event_id or f"#{index}", REJECTED, "validation_error")
+
+    key = family.claim_key(event)
+    payload_hash = event.payload_hash()
+    try:
+        async with conn.transaction():
+            claimed = await ledger_repo.claim_events(
+                conn, [(key, event.type, payload_hash, event.clerkUserId)]
+            )
+            if claimed:
+                return await family.apply(conn, event, settings)
+            recorded = await ledger_repo.find_event_hashes(conn, [key])
+            if recorded.get(key) == payload_hash:
+                return Outcome(key, DUPLICATE)
+            return await reject(
+                conn, event, key, "idempotency_conflict",
+                "an event with this id and a different payload was already processed",
+            )  # fmt: skip
+    except RetryLater as exc:
+        return Outcome(key, RETRY, exc.reason)
+
+
+async def apply_each(
+    conn: asyncpg.Connection, raw_events: Sequence[Any], family: Family, settings: Settings
+) -> BatchResult:
+    """Apply every event of a message, each in its own transaction; one outcome per event."""
+    outcomes = [
+        await _apply_one(conn, i, raw, family, settings) for i, raw in enumerate(raw_events)
+    ]
+    warnings = 0
+    for outcome in outcomes:
+        if outcome.status in (REJECTED, RETRY) or outcome.reason in family.warnings:
+            warnings += outcome.status == APPLIED
+            log.warning("event_" + outcome.status, event_id=outcome.event_id, reason=outcome.reason)
+        else:
+            log.info("event_" + outcome.status, event_id=outcome.event_id, note=outcome.reason)
+    result = BatchResult(outcomes)
+    log.info(
+        "events_applied", family=family.name, events=len(outcomes), applied=result.count(APPLIED),
+        duplicates=result.count(DUPLICATE), rejected=result.count(REJECTED),
+        retry=result.count(RETRY), warnings=warnings,
+    )  # fmt: skip
+    return result

@@ -1,0 +1,26 @@
+"""What every endpoint of one ingress app shares (built once in `create_app`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from dramatiq.brokers.redis import RedisBroker
+from starlette.requests import Request
+from svix.webhooks import Webhook
+
+from ..publisher import Publisher
+from ..settings import Settings
+
+
+@dataclass
+class Ingress:
+    settings: Settings
+    broker: RedisBroker
+    publisher: Publisher
+    clerk: Webhook | None
+    http: httpx.AsyncClient | None = None  # for HEAD on blob URLs; opened by the app's lifespan
+
+
+def ingress(request: Request) -> Ingress:
+    return request.app.state.ingress

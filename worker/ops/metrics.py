@@ -1,0 +1,205 @@
+"""Prometheus `/metrics`, computed from Redis at scrape time.
+
+Why not dramatiq's own `Prometheus` middleware: it keeps counters in prometheus_client's
+multiprocess files on each worker host and serves them from a forked process on its own port,
+so every worker container is a separate target, its counters vanish with the container, and the
+in-process worker of `pedro-worker dev` has no exposition server at all. `recorder.OpsStats`
+implements the same hooks and keeps the counters in Redis, so the web process answers for the
+whole cluster. Its families keep dramatiq's names and labels (`dramatiq_messages_total`,
+`dramatiq_message_errors_total`, `dramatiq_message_retries_total`,
+`dramatiq_message_rejects_total`, `dramatiq_message_duration_milliseconds`,
+`dramatiq_messages_inprogress`), so dashboards written for that middleware keep working; the
+ledger's own families are `pedro_*`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import redis
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from .keys import BATCH_SIZE_BUCKETS, DURATION_BUCKETS_MS, LATENCY_BUCKETS_MS
+from .stats import StatsReader, histogram
+
+__all__ = ["CONTENT_TYPE_LATEST", "render_metrics"]
+
+
+def _histogram(
+    name: str,
+    doc: str,
+    labels: list[str],
+    series: dict[tuple[str, ...], dict[str, int]],
+    bounds: tuple[int, ...],
+    scale: float = 1.0,
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for label_values, buckets in sorted(series.items()):
+        cumulative, points = 0, []
+        for bound in bounds:
+            cumulative += buckets.get(str(bound), 0)
+            points.append((f"{bound * scale:g}", cumulative))
+        points.append(("+Inf", buckets.get("count", 0)))
+        family.add_metric(list(label_values), points, sum_value=buckets.get("sum", 0) * scale)
+    return family
+
+
+class RedisStatsCollector(Collector):
+    def __init__(self, reader: StatsReader) -> None:
+        self.reader = reader
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("pedro_redis_up", "1 if the broker's Redis answered this scrape.")
+        try:
+            families = list(self._families())
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _families(self) -> Iterator[Metric]:
+        reader = self.reader
+        now_ms = int(time.time() * 1000)
+        heartbeats = reader.heartbeats()
+        workers, others = reader.workers(heartbeats, now_ms)
+        depths = reader.depths(list(heartbeats))
+        totals = reader.totals()
+
+        depth = GaugeMetricFamily(
+            "pedro_queue_depth",
+            "Messages waiting or running, per queue and state.",
+            labels=["queue", "state"],
+        )
+        dead = GaugeMetricFamily(
+            "pedro_dead_letters",
+            "Dead-lettered messages kept in Redis, per queue.",
+            labels=["queue"],
+        )
+        inprogress = GaugeMetricFamily(
+            "dramatiq_messages_inprogress",
+            "Messages fetched by workers and not yet acknowledged.",
+            labels=["queue_name"],
+        )
+        for q in depths.values():
+            depth.add_metric([q.name, "ready"], q.ready)
+            depth.add_metric([q.name, "delayed"], q.delayed)
+            depth.add_metric([q.name, "in_progress"], q.in_progress)
+            dead.add_metric([q.name], q.dead)
+            inprogress.add_metric([q.name], q.in_progress)
+        yield from (depth, dead, inprogress)
+
+        procs = GaugeMetricFamily(
+            "pedro_worker_processes", "Live worker processes (broker heartbeats)."
+        )
+        procs.add_metric([], len(workers))
+        clients = GaugeMetricFamily(
+            "pedro_broker_clients", "Other live broker clients (publishers, ingress)."
+        )
+        clients.add_metric([], others)
+        yield from (procs, clients)
+
+        for kind, name, doc in (
+            ("messages", "dramatiq_messages", "Messages processed (every attempt)."),
+            ("errors", "dramatiq_message_errors", "Attempts that raised."),
+            ("retries", "dramatiq_message_retries", "Attempts sent back with a backoff."),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["queue_name", "actor_name"])
+            for labels, n in sorted(totals.get(kind, {}).items()):
+                family.add_metric(list(labels), n)
+            yield family
+        rejects = CounterMetricFamily(
+            "dramatiq_message_rejects",
+            "Messages dead-lettered.",
+            labels=["queue_name", "actor_name"],
+        )
+        dead_total = CounterMetricFamily(
+            "pedro_dead_lettered_messages",
+            "Messages dead-lettered, by reason.",
+            labels=["queue", "actor", "reason"],
+        )
+        by_actor: dict[tuple[str, str], int] = {}
+        for (queue, actor, reason), n in sorted(totals.get("dead", {}).items()):
+            dead_total.add_metric([queue, actor, reason], n)
+            by_actor[(queue, actor)] = by_actor.get((queue, actor), 0) + n
+        for labels, n in sorted(by_actor.items()):
+            rejects.add_metric(list(labels), n)
+        yield from (rejects, dead_total)
+
+        events = CounterMetricFamily(
+            "pedro_events",
+            "Ledger outcomes per event: applied, duplicate, rejected (by reason), retry.",
+            labels=["queue", "outcome", "reason"],
+        )
+        for labels, n in sorted(totals.get("events", {}).items()):
+            events.add_metric(list(labels), n)
+        dead_events = CounterMetricFamily(
+            "pedro_dead_lettered_events",
+            "Events inside dead-lettered messages.",
+            labels=["queue", "reason"],
+        )
+        for labels, n in sorted(totals.get("dead_events", {}).items()):
+            dead_events.add_metric(list(labels), n)
+        yield from (events, dead_events)
+
+        yield _histogram(
+            "dramatiq_message_duration_milliseconds",
+            "Time spent processing a message.",
+            ["queue_name", "actor_name"],
+            histogram(totals, "duration_ms"),
+            DURATION_BUCKETS_MS,
+        )
+        yield _histogram(
+            "pedro_batch_size_events",
+            "Events per message.",
+            ["queue"],
+            histogram(totals, "batch_size"),
+            BATCH_SIZE_BUCKETS,
+        )
+        yield _histogram(
+            "pedro_publish_to_commit_seconds",
+            "From publish (message option published_at_ms) to the commit of its events.",
+            ["queue"],
+            histogram(totals, "latency_ms"),
+            LATENCY_BUCKETS_MS,
+            scale=0.001,
+        )
+
+        reconcile = reader.last_reconcile()
+        if reconcile:
+            for name, doc, value in (
+                (
+                    "pedro_reconcile_drift_balances",
+                    "Balances that differ from opening + journal.",
+                    reconcile["drift"],
+                ),
+                (
+                    "pedro_reconcile_checked_balances",
+                    "Balances the last reconcile checked.",
+                    reconcile["checked"],
+                ),
+                (
+                    "pedro_reconcile_timestamp_seconds",
+                    "When the last reconcile finished.",
+                    reconcile["at_ms"] / 1000,
+                ),
+            ):
+                gauge = GaugeMetricFamily(name, doc)
+                gauge.add_metric([], value)
+                yield gauge
+
+
+def render_metrics(reader: StatsReader) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisStatsCollector(reader))
+    return generate_latest(registry)

@@ -1,0 +1,148 @@
+"""Reconcile: every tracked balance == opening + Σ journal movements, page by page.
+
+`pedro-worker reconcile` shows a progress bar and ends with a summary; the web process runs the
+same check in the background every `ops_reconcile_interval_s` (one instance at a time, through
+a Redis lock). Both store their last result in Redis for the dashboard and `/metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import redis
+
+from .. import db
+from ..logs import get_logger
+from ..repo.reconcile import Drift, count_tracked_balances, iter_balance_drift
+from ..settings import Settings
+from .keys import Keys
+
+log = get_logger("pedro.ops.reconcile")
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    drift: list[Drift] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self, source: str) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "drift": len(self.drift),
+            "seconds": round(self.seconds, 3),
+            "at_ms": int(time.time() * 1000),
+            "source": source,
+        }
+
+
+async def reconcile(
+    conn: asyncpg.Connection,
+    *,
+    page_size: int = 5_000,
+    on_progress: Callable[[int], None] | None = None,
+) -> ReconcileReport:
+    started = time.monotonic()
+    report = ReconcileReport()
+    async for checked, drift in iter_balance_drift(conn, page_size):
+        report.checked += checked
+        report.drift += drift
+        if on_progress is not None:
+            on_progress(checked)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def store(client: redis.Redis, namespace: str, report: ReconcileReport, source: str) -> None:
+    client.set(Keys(namespace).reconcile, json.dumps(report.summary(source)))
+
+
+async def run_command(settings: Settings, *, as_json: bool, page_size: int = 5_000) -> bool:
+    """`pedro-worker reconcile`: prints drift and a summary. True when there is drift."""
+    from .progress import progress
+
+    conn = await db.connect(settings.require_database_url())
+    try:
+        total = await count_tracked_balances(conn)
+        with progress(total=total, desc="reconcile", unit="balance") as bar:
+            report = await reconcile(conn, page_size=page_size, on_progress=bar.update)
+    finally:
+        await conn.close()
+    if settings.redis_url is not None:
+        try:
+            store(
+                redis.Redis.from_url(settings.require_redis_url(), socket_timeout=5),
+                settings.redis_namespace,
+                report,
+                "cli",
+            )
+        except redis.RedisError as exc:
+            log.warning("reconcile_not_recorded", error=type(exc).__name__)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "checked": report.checked,
+                    "drift": [d.__dict__ for d in report.drift],
+                    "seconds": round(report.seconds, 3),
+                }
+            )
+        )
+    else:
+        for d in report.drift:
+            print(
+                f"DRIFT user={d.user_id} clerkUserId={d.clerk_user_id} expected={d.expected} actual={d.actual}"
+            )
+        print(
+            f"reconcile: {report.checked} balances checked, {len(report.drift)} with drift "
+            f"({report.seconds:.1f}s)"
+        )
+    return bool(report.drift)
+
+
+class BackgroundReconcile:
+    """Keeps the dashboard's drift figure fresh without blocking a request."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.interval_s = settings.ops_reconcile_interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def maybe_start(self, client: redis.Redis, last: dict[str, Any] | None) -> None:
+        """Start a run when the last result is older than the interval and no one else runs."""
+        if self.interval_s <= 0 or self.settings.database_url is None:
+            return
+        if self._task is not None and not self._task.done():
+            return
+        if last and time.time() * 1000 - last.get("at_ms", 0) < self.interval_s * 1000:
+            return
+        if not client.set(
+            Keys(self.settings.redis_namespace).reconcile_lock, "1", nx=True, ex=self.interval_s
+        ):
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run(client))
+
+    async def _run(self, client: redis.Redis) -> None:
+        try:
+            conn = await db.connect(self.settings.require_database_url())
+            try:
+                report = await reconcile(conn)
+            finally:
+                await conn.close()
+            await asyncio.to_thread(
+                store, client, self.settings.redis_namespace, report, "dashboard"
+            )
+            log.info(
+                "reconcile_done",
+                checked=report.checked,
+                drift=len(report.drift),
+                seconds=round(report.seconds, 2),
+            )
+        except Exception as exc:  # noqa: BLE001 - a failed background check must not kill the app
+            log.warning("reconcile_failed", error=type(exc).__name__)

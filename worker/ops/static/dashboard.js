@@ -1,0 +1,321 @@
+// pedro-worker ops dashboard. Plain DOM, no library, no CDN: renders /ops/api/overview every few
+// seconds. Everything from Redis or a message goes in through textContent, never as markup.
+"use strict";
+
+(function () {
+  const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
+  const BASE = meta("api-base");
+  const CSRF = meta("csrf-token");
+  const REFRESH_MS = Math.max(1, Number(meta("refresh-seconds")) || 5) * 1000;
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const COLORS = { processed: "#58a6ff", failed: "#f85149", retried: "#d29922", dead: "#a371f7",
+                   applied: "#3fb950", duplicate: "#8b98ab", rejected: "#a371f7" };
+  const state = { view: null, queue: "", reason: "", timer: null, busy: false };
+
+  // --- tiny DOM helpers ------------------------------------------------------------------------
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") el.className = v;
+      else if (k === "text") el.textContent = v;
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return el;
+  }
+  function s(tag, attrs) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+    return el;
+  }
+  const $ = (id) => document.getElementById(id);
+  const fill = (el, ...children) => { el.replaceChildren(...children.flat().filter((c) => c)); };
+
+  // --- formatting ------------------------------------------------------------------------------
+  const fmtInt = (n) => (n ?? 0).toLocaleString("en-US");
+  function fmtRate(r) {
+    if (!r) return "0";
+    return r >= 100 ? Math.round(r).toLocaleString("en-US") : r >= 10 ? r.toFixed(1) : r.toFixed(2);
+  }
+  function fmtAge(sec) {
+    sec = Math.max(0, Math.floor(sec));
+    if (sec < 60) return `${sec}s`;
+    if (sec < 3600) return `${Math.floor(sec / 60)}m ${sec % 60}s`;
+    if (sec < 86400) return `${Math.floor(sec / 3600)}h ${Math.floor((sec % 3600) / 60)}m`;
+    return `${Math.floor(sec / 86400)}d ${Math.floor((sec % 86400) / 3600)}h`;
+  }
+  function fmtMs(ms) {
+    if (ms === null || ms === undefined) return "—";
+    return ms >= 1000 ? `≤ ${ms / 1000} s` : `≤ ${ms} ms`;
+  }
+  const sum = (values) => values.reduce((a, b) => a + b, 0);
+  const addSeries = (list) => list.reduce((acc, v) => acc.map((x, i) => x + (v[i] || 0)), new Array(list[0].length).fill(0));
+
+  // --- charts ----------------------------------------------------------------------------------
+  function sparkline(values, color, w = 160, hgt = 30) {
+    const max = Math.max(1, ...values);
+    const step = w / Math.max(1, values.length - 1);
+    const pts = values.map((v, i) => `${(i * step).toFixed(1)},${(hgt - 2 - (v / max) * (hgt - 4)).toFixed(1)}`);
+    const svg = s("svg", { width: w, height: hgt, viewBox: `0 0 ${w} ${hgt}` });
+    svg.append(s("polygon", { points: `0,${hgt} ${pts.join(" ")} ${w},${hgt}`, fill: color, "fill-opacity": 0.15 }));
+    svg.append(s("polyline", { points: pts.join(" "), fill: "none", stroke: color, "stroke-width": 1.5 }));
+    return svg;
+  }
+
+  function lineChart(container, legend, series, bucketS) {
+    const W = 900, H = 170, L = 44, B = 18, T = 8;
+    const perSec = series.map((x) => ({ ...x, values: x.values.map((v) => v / bucketS) }));
+    const max = Math.max(0.1, ...perSec.flatMap((x) => x.values));
+    const n = perSec[0].values.length;
+    const X = (i) => L + (i * (W - L - 4)) / Math.max(1, n - 1);
+    const Y = (v) => T + (H - T - B) * (1 - v / max);
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
+    for (const f of [0, 0.5, 1]) {
+      svg.append(s("line", { x1: L, x2: W, y1: Y(max * f), y2: Y(max * f), class: "gridline" }));
+      const label = s("text", { x: L - 6, y: Y(max * f) + 4, "text-anchor": "end", class: "axis" });
+      label.textContent = fmtRate(max * f);
+      svg.append(label);
+    }
+    const minutes = Math.round((n * bucketS) / 60);
+    [[0, `-${minutes}m`], [Math.floor((n - 1) / 3), `-${Math.round((minutes * 2) / 3)}m`],
+     [Math.floor(((n - 1) * 2) / 3), `-${Math.round(minutes / 3)}m`], [n - 1, "now"]].forEach(([i, text]) => {
+      const t = s("text", { x: X(i), y: H - 3, "text-anchor": i === n - 1 ? "end" : i === 0 ? "start" : "middle", class: "axis" });
+      t.textContent = text;
+      svg.append(t);
+    });
+    for (const x of perSec) {
+      const pts = x.values.map((v, i) => `${X(i).toFixed(1)},${Y(v).toFixed(1)}`).join(" ");
+      svg.append(s("polygon", { points: `${X(0)},${Y(0)} ${pts} ${X(n - 1)},${Y(0)}`, fill: x.color, "fill-opacity": 0.08 }));
+      svg.append(s("polyline", { points: pts, fill: "none", stroke: x.color, "stroke-width": 2, "stroke-linejoin": "round" }));
+    }
+    fill(container, svg);
+    fill(legend, perSec.map((x) => {
+      const swatch = h("i");
+      swatch.style.background = x.color;
+      const now = x.values.slice(-6);
+      return h("span", {}, swatch, `${x.name} `, h("b", { text: `${fmtRate(sum(now) / Math.max(1, now.length))}/s` }));
+    }));
+  }
+
+  // --- sections --------------------------------------------------------------------------------
+  function kpi(label, value, sub, level, spark) {
+    return h("div", { class: `kpi ${level || ""}` }, h("div", { class: "label", text: label }),
+      h("div", { class: "value", text: value }), h("div", { class: "sub", text: sub }), spark || null);
+  }
+
+  function renderHeader(v) {
+    const level = v.health.level;
+    $("health-dot").className = `dot ${level}`;
+    const el = $("health");
+    el.className = `health ${level}`;
+    el.textContent = level === "ok" ? "All clear — events are flowing" : v.health.problems.join(" · ");
+    $("namespace").textContent = v.namespace;
+    $("updated").textContent = `updated ${new Date(v.now_ms).toLocaleTimeString()} · every ${REFRESH_MS / 1000}s`;
+    document.title = `${level === "ok" ? "●" : level === "warn" ? "▲" : "■"} pedro-worker ops`;
+  }
+
+  function renderKpis(v) {
+    const L = v.ledger;
+    const topReason = Object.entries(L.rejected_by_reason)[0];
+    const deadTotal = sum(Object.values(L.dead_lettered_by_reason));
+    const backlog = sum(v.queues.map((q) => q.ready + q.delayed));
+    const rec = L.reconcile;
+    const threads = sum(v.workers.map((w) => w.threads || 0));
+    fill($("kpis"),
+      kpi("Events applied", `${fmtRate(L.rates.applied)}/s`, `${fmtInt(L.applied)} total`, "ok",
+          sparkline(L.series.applied, COLORS.applied, 120, 34)),
+      kpi("Duplicates skipped", fmtInt(L.duplicate), `${fmtRate(L.rates.duplicate)}/s now`, ""),
+      kpi("Rejected", fmtInt(L.rejected), topReason ? `top: ${topReason[0]} (${fmtInt(topReason[1])})` : "none", L.rejected ? "warn" : ""),
+      kpi("Dead letters", fmtInt(L.dead_lettered_now), `${fmtInt(deadTotal)} dead-lettered since counters began`,
+          L.dead_lettered_now ? "warn" : "ok"),
+      kpi("Worker processes", fmtInt(v.workers.length), `${threads} threads · backlog ${fmtInt(backlog)}`,
+          v.workers.length ? "ok" : backlog ? "critical" : "warn"),
+      kpi("Reconcile drift", rec ? fmtInt(rec.drift) : "—",
+          rec ? `${fmtInt(rec.checked)} checked · ${fmtAge((v.now_ms - rec.at_ms) / 1000)} ago (${rec.source})` : "not run yet",
+          rec ? (rec.drift ? "critical" : "ok") : ""));
+  }
+
+  function renderCharts(v) {
+    const pick = (name) => addSeries(v.queues.map((q) => q.series[name]));
+    lineChart($("chart-messages"), $("legend-messages"),
+      ["processed", "failed", "retried", "dead"].map((name) => ({ name, color: COLORS[name], values: pick(name) })), v.bucket_s);
+    lineChart($("chart-ledger"), $("legend-ledger"),
+      ["applied", "duplicate", "rejected"].map((name) => ({ name, color: COLORS[name], values: v.ledger.series[name] })), v.bucket_s);
+  }
+
+  function numCell(n, cls) {
+    return h("td", { class: `num ${n ? cls || "" : "zero"}`, text: fmtInt(n) });
+  }
+  function rateCell(r, cls) {
+    return h("td", { class: `num ${r ? cls || "" : "zero"}`, text: fmtRate(r) });
+  }
+
+  function renderQueues(v) {
+    const head = h("tr", {}, ["queue", "ready", "delayed", "in progress", "dead", "processed/s", "failed/s", "retried/s", "last 15 min"]
+      .map((t, i) => h("th", { class: i && i < 8 ? "num" : "", text: t })));
+    const rows = v.queues.map((q) => h("tr", { id: `queue-${q.name}` },
+      h("td", { class: "name", text: q.name }), numCell(q.ready), numCell(q.delayed), numCell(q.in_progress),
+      numCell(q.dead, "warnv"), rateCell(q.rates.processed), rateCell(q.rates.failed, "bad"), rateCell(q.rates.retried, "warnv"),
+      h("td", { class: "spark" }, sparkline(q.series.processed, COLORS.processed))));
+    fill($("queues"), h("thead", {}, head), h("tbody", {}, rows));
+  }
+
+  function bars(title, entries, cls) {
+    const out = [h("h3", { text: title })];
+    if (!entries.length) return out.concat(h("div", { class: "none", text: "none" }));
+    const max = Math.max(...entries.map(([, n]) => n));
+    for (const [reason, n] of entries) {
+      const bar = h("div", { class: `fill ${cls}` });
+      bar.style.width = `${Math.max(2, (n / max) * 100)}%`;
+      out.push(h("div", { class: "bar-row" }, h("code", { text: reason }), h("div", { class: "track" }, bar),
+        h("span", { class: "n", text: fmtInt(n) })));
+    }
+    return out;
+  }
+
+  function renderLedger(v) {
+    const L = v.ledger;
+    const stat = (label, value) => h("div", { class: "stat" }, h("span", { class: "muted", text: label }), h("b", { text: value }));
+    fill($("ledger"),
+      h("h3", { text: "Since counters began" }),
+      stat("applied", fmtInt(L.applied)), stat("duplicates skipped", fmtInt(L.duplicate)),
+      stat("rejected", fmtInt(L.rejected)), stat("dead-lettered now", fmtInt(L.dead_lettered_now)),
+      stat("publish → commit p50", fmtMs(L.latency_p50_ms)), stat("publish → commit p95", fmtMs(L.latency_p95_ms)),
+      stat("events per message (avg)", L.batch_avg_events ?? "—"),
+      stat("reconcile drift", L.reconcile ? fmtInt(L.reconcile.drift) : "not run yet"),
+      bars("Rejected by reason", Object.entries(L.rejected_by_reason), "reject"),
+      bars("Dead-lettered by reason", Object.entries(L.dead_lettered_by_reason), "dead"),
+      bars("Waiting (retried) by reason", Object.entries(L.retried_by_reason), ""));
+  }
+
+  function renderWorkers(v) {
+    const head = h("tr", {}, ["host", "pid", "threads", "queues", "up", "heartbeat", "processed"]
+      .map((t, i) => h("th", { class: [1, 2, 4, 5, 6].includes(i) ? "num" : "", text: t })));
+    const rows = v.workers.map((w) => h("tr", {},
+      h("td", { class: "name", text: w.host }), h("td", { class: "num", text: w.pid ?? "?" }),
+      h("td", { class: "num", text: w.threads ?? "?" }), h("td", {}, h("code", { text: (w.queues || []).join(" ") })),
+      h("td", { class: "num", text: w.started_ms ? fmtAge((v.now_ms - w.started_ms) / 1000) : "?" }),
+      h("td", { class: "num", text: `${fmtAge((v.now_ms - w.heartbeat_ms) / 1000)} ago` }),
+      h("td", { class: "num", text: fmtInt(w.processed) })));
+    if (!rows.length) rows.push(h("tr", {}, h("td", { class: "empty", colspan: 7, text: "No live worker process." })));
+    const foot = v.other_clients ? h("tr", {}, h("td", { class: "muted", colspan: 7,
+      text: `+ ${v.other_clients} other broker client(s): publishers, ingress` })) : null;
+    fill($("workers"), h("thead", {}, head), h("tbody", {}, rows, foot));
+  }
+
+  function syncSelect(select, values, current) {
+    const wanted = ["", ...values];
+    const have = Array.from(select.options).map((o) => o.value);
+    if (wanted.join("\n") !== have.join("\n")) {
+      fill(select, wanted.map((value) => h("option", { value, text: value || "all" })));
+    }
+    select.value = current;
+  }
+
+  function renderDeadLetters(v) {
+    syncSelect($("f-queue"), v.queue_names, state.queue);
+    syncSelect($("f-reason"), v.dead_letter_reasons, state.reason);
+    const letters = v.dead_letters;
+    const total = v.ledger.dead_lettered_now;
+    $("dlq-count").textContent = letters.length < total ? `${letters.length} shown of ${total}` : `${total}`;
+    $("requeue-all").disabled = $("purge-all").disabled = !letters.length;
+    const head = h("tr", {}, ["queue", "actor", "reason", "age", "retries", "events", "payload", ""]
+      .map((t, i) => h("th", { class: [3, 4, 5].includes(i) ? "num" : "", text: t })));
+    const rows = letters.map((d) => h("tr", { id: `dl-${d.queue}-${d.id}`, class: "dead-letter", "data-queue": d.queue, "data-id": d.id },
+      h("td", { class: "name", text: d.queue }), h("td", {}, h("code", { text: d.actor })),
+      h("td", { title: d.detail }, h("span", { class: `pill ${d.reason === "error" ? "error" : ""}`, text: d.reason })),
+      h("td", { class: "num", text: fmtAge(d.age_s) }), h("td", { class: "num", text: d.retries }),
+      h("td", { class: "num", text: d.events }),
+      h("td", {}, h("div", { class: "preview", title: d.preview, text: d.preview })),
+      h("td", { class: "actions" },
+        h("button", { class: "btn small requeue", type: "button", onclick: () => act("requeue", { items: [{ queue: d.queue, id: d.id }] }) }, "Requeue"),
+        h("button", { class: "btn small danger purge", type: "button",
+          onclick: () => confirm(`Purge this dead letter from ${d.queue}? Its events are lost unless replayed.`) &&
+            act("purge", { items: [{ queue: d.queue, id: d.id }] }) }, "Purge"))));
+    if (!rows.length) rows.push(h("tr", {}, h("td", { class: "empty", colspan: 8, text: "No dead letters." })));
+    fill($("dead-letters"), h("thead", {}, head), h("tbody", {}, rows));
+  }
+
+  function render(v) {
+    state.view = v;
+    renderHeader(v); renderKpis(v); renderCharts(v); renderQueues(v); renderLedger(v); renderWorkers(v); renderDeadLetters(v);
+  }
+
+  // --- data and actions ------------------------------------------------------------------------
+  function banner(text) {
+    const el = $("banner");
+    el.hidden = !text;
+    el.textContent = text || "";
+  }
+  function toast(text, error) {
+    const el = $("toast");
+    el.textContent = text;
+    el.className = `toast ${error ? "error" : ""}`;
+    el.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => { el.hidden = true; }, 4000);
+  }
+
+  async function refresh() {
+    clearTimeout(state.timer);
+    const params = new URLSearchParams();
+    if (state.queue) params.set("queue", state.queue);
+    if (state.reason) params.set("reason", state.reason);
+    try {
+      const res = await fetch(`${BASE}/api/overview?${params}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (res.status === 401) { window.location.assign(`${BASE}/`); return; }
+      const body = await res.json();
+      if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
+      banner("");
+      render(body);
+    } catch (err) {
+      banner(`Cannot refresh: ${err.message}`);
+      $("health-dot").className = "dot critical";
+    } finally {
+      state.timer = setTimeout(refresh, REFRESH_MS);
+    }
+  }
+
+  async function act(action, body) {
+    if (state.busy) return;
+    state.busy = true;
+    try {
+      const res = await fetch(`${BASE}/api/dlq/${action}`, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF, Accept: "application/json" },
+        body: JSON.stringify(body),
+      });
+      const out = await res.json();
+      if (!res.ok) throw new Error(out.error || `HTTP ${res.status}`);
+      const verb = action === "requeue" ? "Requeued" : "Purged";
+      toast(`${verb} ${out.done} message${out.done === 1 ? "" : "s"}${out.missing ? ` (${out.missing} already gone)` : ""}`);
+    } catch (err) {
+      toast(`${action} failed: ${err.message}`, true);
+    } finally {
+      state.busy = false;
+      refresh();
+    }
+  }
+
+  function bulk(action) {
+    const n = state.view ? state.view.dead_letters.length : 0;
+    const scope = [state.queue && `queue ${state.queue}`, state.reason && `reason ${state.reason}`].filter(Boolean).join(", ") || "all queues";
+    const what = action === "requeue" ? "Requeue" : "Purge";
+    if (confirm(`${what} every dead letter matching ${scope}${n >= 50 ? " (more than shown)" : ` (${n})`}?`)) {
+      act(action, { all: true, queue: state.queue || null, reason: state.reason || null });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("f-queue").addEventListener("change", (e) => { state.queue = e.target.value; refresh(); });
+    $("f-reason").addEventListener("change", (e) => { state.reason = e.target.value; refresh(); });
+    $("requeue-all").addEventListener("click", () => bulk("requeue"));
+    $("purge-all").addEventListener("click", () => bulk("purge"));
+    refresh();
+  });
+})();

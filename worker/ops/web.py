@@ -1,0 +1,304 @@
+"""The ops dashboard and `/metrics` as Starlette routes.
+
+`ops_routes(settings)` gives `Mount("/ops", …)` (page, login, JSON API, dead-letter actions,
+static files) and `Route("/metrics", …)`; the ingress adds them to its app, and `create_app`
+serves them alone. Redis calls are blocking (the same code serves the CLI), so they run in
+Starlette's thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import redis
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..broker import QUEUES
+from ..logs import get_logger
+from ..settings import Settings
+from . import pages
+from .auth import SESSION_COOKIE, SESSION_TTL_S, OpsAuth, Principal
+from .dlq import DeadLetter, DeadLetters
+from .metrics import CONTENT_TYPE_LATEST, render_metrics
+from .reconcile import BackgroundReconcile
+from .stats import StatsReader, overview
+
+log = get_logger("pedro.ops.web")
+
+STATIC_DIR = Path(__file__).parent / "static"
+BASE = "/ops"
+DLQ_PAGE = 50  # dead letters listed on the page (the CLI lists them all)
+MAX_BODY = 256 * 1024
+
+_SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+def _secure(response: Response) -> Response:
+    response.headers.update(_SECURITY_HEADERS)
+    return response
+
+
+class OpsApp:
+    def __init__(self, settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
+        self.settings = settings
+        self.auth = OpsAuth(settings)
+        self.queues = queues
+        self.reconciler = BackgroundReconcile(settings)
+        self._client: redis.Redis | None = None
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = redis.Redis.from_url(
+                self.settings.require_redis_url(), socket_timeout=5, socket_connect_timeout=3
+            )
+        return self._client
+
+    def reader(self) -> StatsReader:
+        return StatsReader(
+            self.client,
+            self.settings.redis_namespace,
+            heartbeat_timeout_ms=self.settings.heartbeat_timeout_ms,
+            queues=self.queues,
+        )
+
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.client, self.settings.redis_namespace, self.queues)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Mount(
+                BASE,
+                routes=[
+                    Route("/", self.page),
+                    Route("/login", self.login_form, methods=["GET"]),
+                    Route("/login", self.login, methods=["POST"]),
+                    Route("/logout", self.logout, methods=["POST"]),
+                    Route("/api/overview", self.api_overview),
+                    Route("/api/dlq/{action:str}", self.api_dlq, methods=["POST"]),
+                    Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="ops-static"),
+                ],
+            ),
+            Route("/metrics", self.metrics),
+        ]
+
+    # --- auth -------------------------------------------------------------------------------
+
+    def _challenge(self, request: Request, *, page: bool) -> Response:
+        if not self.auth.configured:
+            return _secure(HTMLResponse(pages.closed(base=BASE), status_code=503))
+        log.info(
+            "ops_auth_required",
+            path=request.url.path,
+            client=request.client.host if request.client else "",
+        )
+        if page and self.auth.uses_login_form:
+            return _secure(RedirectResponse(f"{BASE}/login", status_code=303))
+        headers = {"www-authenticate": 'Basic realm="pedro-worker ops"'} if self.auth.basic else {}
+        return _secure(
+            JSONResponse({"error": "authentication required"}, status_code=401, headers=headers)
+        )
+
+    async def login_form(self, request: Request) -> Response:
+        return _secure(HTMLResponse(pages.login(base=BASE)))
+
+    async def login(self, request: Request) -> Response:
+        form = await _form(request)
+        if not self.auth.check_token(form.get("token", "")):
+            log.warning("ops_login_failed", client=request.client.host if request.client else "")
+            return _secure(
+                HTMLResponse(pages.login(base=BASE, error="Wrong token."), status_code=401)
+            )
+        response = RedirectResponse(f"{BASE}/", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            self.auth.new_session(),
+            max_age=SESSION_TTL_S,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        log.info("ops_login", client=request.client.host if request.client else "")
+        return _secure(response)
+
+    async def logout(self, request: Request) -> Response:
+        principal = self.auth.authenticate(request)
+        form = await _form(request)
+        if principal is None or not self.auth.check_csrf(
+            request, principal, form.get("csrf_token")
+        ):
+            return _secure(JSONResponse({"error": "forbidden"}, status_code=403))
+        response = RedirectResponse(
+            f"{BASE}/login" if self.auth.uses_login_form else f"{BASE}/", status_code=303
+        )
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return _secure(response)
+
+    # --- pages and API ----------------------------------------------------------------------
+
+    async def page(self, request: Request) -> Response:
+        principal = self.auth.authenticate(request)
+        if principal is None:
+            return self._challenge(request, page=True)
+        html = pages.dashboard(
+            base=BASE,
+            csrf=self.auth.csrf_token(principal),
+            refresh_s=self.settings.ops_refresh_s,
+            namespace=self.settings.redis_namespace,
+            logout=principal.kind == "session",
+        )
+        return _secure(HTMLResponse(html))
+
+    async def api_overview(self, request: Request) -> Response:
+        if self.auth.authenticate(request) is None:
+            return self._challenge(request, page=False)
+        queue = request.query_params.get("queue") or None
+        reason = request.query_params.get("reason") or None
+        try:
+            view = await run_in_threadpool(self._overview, queue, reason)
+        except redis.RedisError as exc:
+            log.warning("ops_redis_unavailable", error=type(exc).__name__)
+            return _secure(
+                JSONResponse(
+                    {"error": f"Redis unreachable ({type(exc).__name__})"}, status_code=503
+                )
+            )
+        self.reconciler.maybe_start(self.client, view["ledger"]["reconcile"])
+        return _secure(JSONResponse(view))
+
+    def _overview(self, queue: str | None, reason: str | None) -> dict[str, Any]:
+        view = overview(self.reader())
+        dead = self.dead_letters()
+        letters = dead.list(queue=queue, reason=reason, limit=DLQ_PAGE)
+        view["dead_letters"] = [letter.summary(view["now_ms"]) for letter in letters]
+        reasons = {r for letter in dead.list(limit=500) for r in letter.reasons}
+        view["dead_letter_reasons"] = sorted(
+            reasons | set(view["ledger"]["dead_lettered_by_reason"])
+        )
+        view["queue_names"] = list(self.queues)
+        return view
+
+    async def api_dlq(self, request: Request) -> Response:
+        principal = self.auth.authenticate(request)
+        if principal is None:
+            return self._challenge(request, page=False)
+        if not self.auth.check_csrf(request, principal):
+            log.warning("ops_csrf_refused", path=request.url.path)
+            return _secure(JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403))
+        action = request.path_params["action"]
+        if action not in ("requeue", "purge"):
+            return _secure(JSONResponse({"error": "unknown action"}, status_code=404))
+        try:
+            body = json.loads(await _body(request) or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            return _secure(JSONResponse({"error": "body must be a JSON object"}, status_code=400))
+        try:
+            done, missing = await run_in_threadpool(self._dlq_action, action, body, principal)
+        except redis.RedisError as exc:
+            return _secure(
+                JSONResponse(
+                    {"error": f"Redis unreachable ({type(exc).__name__})"}, status_code=503
+                )
+            )
+        except ValueError as exc:
+            return _secure(JSONResponse({"error": str(exc)}, status_code=400))
+        return _secure(JSONResponse({"action": action, "done": done, "missing": missing}))
+
+    def _dlq_action(
+        self, action: str, body: dict[str, Any], principal: Principal
+    ) -> tuple[int, int]:
+        dead = self.dead_letters()
+        letters: list[DeadLetter | None]
+        if body.get("all") is True:
+            letters = list(
+                dead.list(
+                    queue=body.get("queue") or None, reason=body.get("reason") or None, limit=None
+                )
+            )
+        else:
+            items = body.get("items")
+            if not isinstance(items, list) or not items:
+                raise ValueError('give "items": [{"queue": …, "id": …}] or "all": true')
+            letters = [
+                dead.get(str(i.get("queue", "")), str(i.get("id", "")))
+                if isinstance(i, dict)
+                else None
+                for i in items
+            ]
+        act = dead.requeue if action == "requeue" else dead.purge
+        done = sum(1 for letter in letters if letter is not None and act(letter))
+        log.info(
+            "ops_dlq_action",
+            action=action,
+            done=done,
+            missing=len(letters) - done,
+            by=principal.kind,
+        )
+        return done, len(letters) - done
+
+    async def metrics(self, request: Request) -> Response:
+        if not self.settings.ops_metrics_public and self.auth.authenticate(request) is None:
+            return self._challenge(request, page=False)
+        reader = self.reader()
+        text = await run_in_threadpool(render_metrics, reader)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+
+async def _body(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ValueError("body too large")
+    return body
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form without python-multipart: {name: first value}."""
+    try:
+        raw = (await _body(request)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return {k: v[0] for k, v in parse_qs(raw).items()}
+
+
+def ops_routes(settings: Settings, queues: tuple[str, ...] = QUEUES) -> list[BaseRoute]:
+    """The dashboard under /ops and /metrics, to add to any Starlette app."""
+    return OpsApp(settings, queues).routes()
+
+
+def dev_dashboard_settings(settings: Settings) -> Settings:
+    """`pedro-worker dev`: with no ops credentials set and the ingress on loopback only, the
+    dashboard and /metrics open without auth (nothing else on the machine's network sees them)."""
+    if (
+        settings.ops_token
+        or settings.ops_basic_auth
+        or settings.ingress_host not in ("127.0.0.1", "localhost", "::1")
+    ):
+        return settings
+    return settings.model_copy(update={"ops_allow_anonymous": True, "ops_metrics_public": True})
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The dashboard alone (the ingress mounts the same routes next to its own)."""
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse(f"{BASE}/", status_code=307)
+
+    return Starlette(routes=[Route("/", home), *ops_routes(settings)])
