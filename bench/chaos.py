@@ -37,6 +37,7 @@ from typing import Any
 import redis
 from pydantic import SecretStr
 
+from bench.chaos_workload import PLAN_CREDITS, PLAN_ID, STARTING_CREDITS, Workload, make_workload
 from worker import db
 from worker.broker import QUEUES, build_broker
 from worker.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -45,9 +46,6 @@ from worker.publisher import Publisher, build_message, queue_for
 from worker.repo.reconcile import find_balance_drift
 from worker.repo.users import insert_user_with_balance
 from worker.settings import ROOT, Settings
-
-STARTING_CREDITS = 1_000_000
-
 
 @dataclass
 class ChaosConfig:
@@ -64,82 +62,6 @@ class ChaosConfig:
     seed: int = 7
     timeout_s: float = 900
     log_dir: Path = field(default_factory=lambda: Path("test-artifacts/chaos"))
-
-
-@dataclass
-class Workload:
-    messages: list[list[dict[str, Any]]]  # what is published, in order (some events twice)
-    expected: dict[str, int]  # clerk id -> final balance
-    valid_ids: set[str]
-    invalid_ids: set[str]
-    usage_rows: int  # "UsageHistory" rows expected (usages + refunds)
-    movements: int  # journal rows expected
-    duplicates_sent: int
-
-
-def make_workload(cfg: ChaosConfig) -> Workload:
-    rng = random.Random(cfg.seed)
-    clerks = [f"user_chaos_{n}" for n in range(cfg.users)]
-    expected = dict.fromkeys(clerks, STARTING_CREDITS)
-    t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    events: list[dict[str, Any]] = []
-    usages: list[dict[str, Any]] = []
-    valid, invalid = set(), set()
-    usage_rows = movements = 0
-    for n in range(cfg.events):
-        kind = rng.random()
-        clerk = rng.choice(clerks)
-        event_id = f"chaos-{cfg.seed}-{n}"
-        if kind < 0.70 or not usages:
-            credits = rng.randint(0, 20)
-            event = {"type": "usage.recorded", "id": event_id, "clerkUserId": clerk,
-                     "operationType": rng.choice(["AI_TEXT_CHAT", "AI_IMAGE_GENERATION"]), "credits": credits,
-                     "details": {"n": n}, "occurredAt": (t0 + timedelta(milliseconds=n)).isoformat()}  # fmt: skip
-            usages.append(event)
-            expected[clerk] -= credits
-            usage_rows += 1
-            movements += 1
-        elif kind < 0.82:
-            target = usages.pop(rng.randrange(len(usages)))  # each usage refunded at most once
-            if target["credits"] == 0:
-                continue
-            amount = rng.randint(1, target["credits"])
-            event = {"type": "usage.refunded", "id": event_id, "clerkUserId": target["clerkUserId"],
-                     "refundOf": target["id"], "credits": amount}  # fmt: skip
-            expected[target["clerkUserId"]] += amount
-            usage_rows += 1
-            movements += 1
-        elif kind < 0.97:
-            delta = rng.choice([-1, 1]) * rng.randint(1, 50)
-            event = {"type": "credits.adjusted", "id": event_id, "clerkUserId": clerk, "delta": delta,
-                     "reason": "chaos"}  # fmt: skip
-            expected[clerk] += delta
-            movements += 1
-        else:
-            event = {"type": "usage.recorded", "id": event_id, "clerkUserId": clerk,
-                     "operationType": "AI_TEXT_CHAT", "credits": "not-a-number",
-                     "occurredAt": t0.isoformat()}  # fmt: skip
-            invalid.add(event_id)
-            events.append(event)
-            continue
-        valid.add(event_id)
-        events.append(event)
-
-    # out of order: shuffle inside windows, so refunds sometimes precede their usage
-    for start in range(0, len(events), 64):
-        window = events[start : start + 64]
-        rng.shuffle(window)
-        events[start : start + 64] = window
-    # duplicates: ~8 % of events are sent a second time, later
-    duplicates = [e for e in events if rng.random() < 0.08]
-    stream = events + duplicates
-    for i in range(len(events), len(stream)):
-        j = rng.randrange(len(events) // 2, i + 1)
-        stream[i], stream[j] = stream[j], stream[i]
-    messages: list[list[dict[str, Any]]] = []
-    for start in range(0, len(stream), cfg.chunk):
-        messages.append(stream[start : start + cfg.chunk])
-    return Workload(messages, expected, valid, invalid, usage_rows, movements, len(duplicates))
 
 
 class WorkerProcess:
@@ -192,6 +114,7 @@ class ChaosReport:
     applied_twice: int = 0
     wrong_balances: int = 0
     drift: int = 0
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # what -> (found, expected)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -201,11 +124,12 @@ class ChaosReport:
     def lines(self) -> list[str]:
         return [
             f"events published      {self.events:>9}  ({self.unique_valid} valid unique, {self.invalid} invalid, "
-            f"{self.duplicates_sent} sent twice) in {self.messages} publish calls",
+            f"{self.duplicates_sent} sent twice) in {self.messages} publish calls, all families",
             f"chaos                 {self.worker_kills} worker SIGKILLs, {self.redis_restarts} Redis kill -9 + restart, "
             f"{self.postgres_restarts} PostgreSQL crash + restart, {self.publish_retries} publish retries",
             f"drained in            {self.seconds:>9.1f} s",
-            f"applied               {self.applied:>9}",
+            f"decided events        {self.applied:>9}  (worker.event_log: applied or refused, once each)",
+            *(f"{what:<22}{have:>9}  (expected {want})" for what, (have, want) in self.counts.items()),
             f"rejected (stored)     {self.rejected:>9}",
             f"dead-lettered         {self.dead_letters:>9}  {self.dead_letter_reasons or ''}",
             f"lost                  {self.lost:>9}",
@@ -230,15 +154,15 @@ class ChaosRun:
     def run(self) -> ChaosReport:
         cfg = self.cfg
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
-        workload = make_workload(cfg)
+        workload = make_workload(events=cfg.events, users=cfg.users, chunk=cfg.chunk, seed=cfg.seed)
         r = self.report
-        r.events = sum(len(m) for m in workload.messages)
-        r.unique_valid, r.invalid = len(workload.valid_ids), len(workload.invalid_ids)
-        r.duplicates_sent, r.messages = workload.duplicates_sent, len(workload.messages)
+        r.events = workload.events + workload.duplicates_sent
+        r.unique_valid, r.invalid = len(workload.decided_keys), len(workload.invalid_ids)
+        r.duplicates_sent, r.messages = workload.duplicates_sent, len(workload.chunks)
 
         with EmbeddedPostgres() as pg, EmbeddedRedis(appendfsync="always") as rd:
             self.pg, self.rd = pg, rd
-            asyncio.run(self._prepare(pg.url, list(workload.expected)))
+            asyncio.run(self._prepare(pg.url, workload.seeded_users))
             settings = Settings(
                 database_url=SecretStr(pg.url), redis_url=SecretStr(rd.url), redis_namespace=self.namespace,
                 overdraft_policy="allow", min_backoff_ms=200, max_backoff_ms=2_000, max_retries=30,
@@ -276,6 +200,10 @@ class ChaosRun:
             await migrate(conn, with_app_schema=True)
             for clerk in clerks:
                 await insert_user_with_balance(conn, clerk, credits=STARTING_CREDITS)
+            await conn.execute(
+                'INSERT INTO "Plan" (id, name, credits, "updatedAt") VALUES ($1, $2, $3, CURRENT_TIMESTAMP)',
+                PLAN_ID, "Chaos plan", PLAN_CREDITS,
+            )  # fmt: skip
         finally:
             await conn.close()
 
@@ -283,9 +211,9 @@ class ChaosRun:
         broker = build_broker(settings, worker=False)
         publisher = Publisher(broker, batch_size=self.cfg.batch_size, validate=False)
         try:
-            pace = self.cfg.publish_seconds / max(1, len(workload.messages))
+            pace = self.cfg.publish_seconds / max(1, len(workload.chunks))
             started = time.monotonic()
-            for n, chunk in enumerate(workload.messages):
+            for n, chunk in enumerate(workload.chunks):
                 time.sleep(max(0.0, started + n * pace - time.monotonic()))
                 while True:
                     try:
@@ -358,11 +286,10 @@ class ChaosRun:
             time.sleep(0.5)
 
     async def _verify(self, url: str, settings: Settings, workload: Workload) -> None:
-        r = self.report
+        r, want = self.report, workload.expected
         client = redis.Redis.from_url(settings.require_redis_url())
         dead_ids: set[str] = set()
         reasons: Counter[str] = Counter()
-
         for q in QUEUES:
             for raw in client.hvals(f"{self.namespace}:{q}.XQ.msgs"):
                 message = json.loads(raw)
@@ -374,29 +301,45 @@ class ChaosRun:
         try:
             decided = {row["event_id"] for row in await conn.fetch("SELECT event_id FROM worker.event_log")}
             rejected = {row["event_id"] for row in await conn.fetch("SELECT event_id FROM worker.rejection")}
-            journal = await conn.fetchval("SELECT count(*) FROM worker.journal")
-            usage_rows = await conn.fetchval('SELECT count(*) FROM "UsageHistory"')
+            have = {
+                "usage rows": await conn.fetchval('SELECT count(*) FROM "UsageHistory"'),
+                "journal movements": await conn.fetchval("SELECT count(*) FROM worker.journal"),
+                "users": await conn.fetchval('SELECT count(*) FROM "User"'),
+                "inactive users": await conn.fetchval('SELECT count(*) FROM "User" WHERE NOT "isActive"'),
+                "subscription events": await conn.fetchval('SELECT count(*) FROM "SubscriptionEvent"'),
+                "storage objects": await conn.fetchval('SELECT count(*) FROM "StorageObject"'),
+                "deleted objects": await conn.fetchval(
+                    'SELECT count(*) FROM "StorageObject" WHERE "deletedAt" IS NOT NULL'),
+            }  # fmt: skip
             balances = {row["clerkUserId"]: row["creditsRemaining"]
                         for row in await conn.fetch('SELECT "clerkUserId", "creditsRemaining" FROM "CreditBalance"')}  # fmt: skip
             drift = await find_balance_drift(conn)
         finally:
             await conn.close()
 
-        r.applied = journal
+        expected_counts = {
+            "usage rows": want.usage_rows, "journal movements": want.movements, "users": want.users,
+            "inactive users": want.inactive_users, "subscription events": want.subscription_events,
+            "storage objects": want.storage_objects, "deleted objects": want.deleted_objects,
+        }  # fmt: skip
+        r.counts = {k: (have[k], expected_counts[k]) for k in have}
+        r.applied = len(decided)
         r.rejected = len(rejected)
-        lost = (workload.valid_ids - decided - dead_ids) | (workload.invalid_ids - rejected - dead_ids)
+        lost = (workload.decided_keys - decided - dead_ids) | (workload.invalid_ids - rejected - dead_ids)
         r.lost = len(lost)
-        r.applied_twice = max(0, journal - workload.movements) + max(0, usage_rows - workload.usage_rows)
-        r.wrong_balances = sum(1 for clerk, want in workload.expected.items() if balances.get(clerk) != want)
+        r.applied_twice = sum(max(0, h - w) for h, w in r.counts.values())
+        r.wrong_balances = sum(1 for clerk, b in want.balances.items() if balances.get(clerk) != b)
         r.drift = len(drift)
         if r.lost:
             r.problems.append(f"{r.lost} events lost, e.g. {sorted(lost)[:5]}")
         if r.applied_twice:
             r.problems.append(f"{r.applied_twice} rows more than expected")
-        if journal != workload.movements and not dead_ids:
-            r.problems.append(f"journal has {journal} movements, expected {workload.movements}")
-        if r.wrong_balances and not dead_ids:
-            r.problems.append(f"{r.wrong_balances} balances differ from the unique events")
+        if not dead_ids:  # with dead letters some effects are legitimately missing
+            short = {k: v for k, v in r.counts.items() if v[0] != v[1]}
+            if short:
+                r.problems.append(f"counts differ (have, want): {short}")
+            if r.wrong_balances:
+                r.problems.append(f"{r.wrong_balances} balances differ from the unique events")
         if r.drift:
             r.problems.append(f"reconcile found {r.drift} drifting balances")
 
@@ -405,29 +348,42 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     return ChaosRun(cfg).run()
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="pedro-worker chaos", description=__doc__.split("\n")[0])
+def add_arguments(parser) -> None:  # noqa: ANN001 - an argparse parser
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=500)
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=3, help="worker processes (each killed in turn)")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between worker SIGKILLs")
-    parser.add_argument("--quick", action="store_true", help="3,000 events: the short form CI runs")
     parser.add_argument("--publish-seconds", type=float, default=120.0, help="spread publishing over this long")
-    parser.add_argument("--timeout", type=float, default=900)
-    args = parser.parse_args(argv)
+    parser.add_argument("--timeout", type=float, default=900, help="give up draining after this many seconds")
+    parser.add_argument("--quick", action="store_true", help="3,000 events in about 30 s: the short form CI runs")
+
+
+def config_from(args) -> ChaosConfig:  # noqa: ANN001
     cfg = ChaosConfig(events=args.events, users=args.users, workers=args.workers, threads=args.threads,
                       kill_every_s=args.kill_every, publish_seconds=args.publish_seconds,
                       timeout_s=args.timeout)  # fmt: skip
     if args.quick:
-        cfg.events, cfg.users, cfg.kill_every_s = 3_000, 50, 1.5
+        cfg.events, cfg.users, cfg.kill_every_s, cfg.publish_seconds = 3_000, 50, 2.0, 20.0
+    return cfg
+
+
+def run_command(args) -> int:  # noqa: ANN001
+    """`pedro-worker chaos`: exit 0 when nothing was lost or doubled, 1 otherwise."""
+    cfg = config_from(args)
     print(f"chaos: {cfg.events} events, {cfg.users} users, {cfg.workers} worker processes × {cfg.threads} threads")
     report = run_chaos(cfg)
     for line in report.lines():
         print("  " + line)
     return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="pedro-worker chaos", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
