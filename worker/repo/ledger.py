@@ -68,7 +68,13 @@ async def write_ledger(conn: asyncpg.Connection, plan: Plan) -> None:
     )  # fmt: skip
 
 
+def _storable(value: object) -> object:
+    """PostgreSQL text cannot hold NUL: a refused event's raw id or type may contain one."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
 async def insert_rejections(conn: asyncpg.Connection, rejections: Sequence[tuple]) -> None:
     """rejections: (event_id, event_type, reason, detail, payload JSON text)."""
     if rejections:
-        await db.execute(conn, "insert_rejections", *_columns(rejections, 5))
+        rows = [tuple(_storable(v) for v in row) for row in rejections]
+        await db.execute(conn, "insert_rejections", *_columns(rows, 5))
