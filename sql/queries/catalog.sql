@@ -26,3 +26,7 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
 WHERE n.nspname = current_schema() AND i.indisunique AND i.indnatts = 1
   AND c.relname = ANY($1::text[])
+
+-- ping --
+-- Is the server answering? (readiness probes) No parameters.
+SELECT 1

@@ -131,7 +131,11 @@ async def test_hostile_events_on_the_queues_never_crash_the_worker(conn, broker,
     assert unexpected == [], unexpected[:3]  # no crash, no unexplained failure
     reasons = {m["options"].get("dead_letter_reason") for m in dead}
     assert reasons <= {"bad_message", "unknown_user", "refund_before_usage", "email_conflict"}, reasons
-    assert await conn.fetchval("SELECT count(*) FROM worker.rejection WHERE reason = 'validation_error'") > 1000
+    refused = await conn.fetchval("SELECT count(*) FROM worker.rejection WHERE reason = 'validation_error'")
+    assert refused > 1000
+    print(f"\nqueue fuzz: {len(events)} events in {len(messages)} messages; {refused} stored as validation_error, "
+          f"{await conn.fetchval('SELECT count(*) FROM worker.event_log')} decided, "
+          f"{len(dead)} dead letters {sorted(reasons)}")
 
     # the worker is alive and exact: valid events after all that garbage apply once each
     sentinels = [usage("fuzz_user", id=f"sentinel-{n}", credits=1) for n in range(20)]

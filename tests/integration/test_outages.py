@@ -43,3 +43,36 @@ async def test_postgres_down_then_back_loses_nothing_and_dead_letters_nothing(se
         await conn.close()
         client = redis.Redis.from_url(settings.require_redis_url())
         assert client.zcard(f"{settings.redis_namespace}:usage.XQ") == 0
+
+
+async def test_sigterm_mid_stream_leaves_no_half_written_batch(conn, database_url, redis_url, settings, broker):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from worker.repo.reconcile import find_balance_drift
+
+    await make_user(conn, "u", credits=1_000_000)
+    Publisher(broker, batch_size=100).publish_many([usage("u", id=f"t{n}", credits=1) for n in range(20_000)])
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+           "PEDRO_REDIS_NAMESPACE": settings.redis_namespace}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.app", "--processes", "1", "--threads", "4"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while await count(conn, "worker.journal") < 500 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # while batches are in flight
+    assert proc.wait(60) == 0
+
+    applied = await count(conn, "worker.journal")
+    assert 0 < applied < 20_000  # stopped mid-stream …
+    # … and every batch either committed whole or not at all
+    assert await count(conn, '"UsageHistory"') == applied == await count(conn, "worker.event_log")
+    assert await balance(conn, "u") == 1_000_000 - applied
+    assert await find_balance_drift(conn) == []
+
+    with InProcessWorker(broker, threads=4) as worker:  # the rest is still queued
+        worker.drain()
+    assert await count(conn, "worker.journal") == 20_000
+    assert await balance(conn, "u") == 980_000

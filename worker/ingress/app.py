@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .. import db
 from ..broker import build_broker
 from ..ops.web import ops_routes
 from ..publisher import Publisher
@@ -56,7 +57,7 @@ async def _postgres_ok(settings: Settings) -> str:
             settings.database_url.get_secret_value(), timeout=_CHECK_TIMEOUT_S
         )
         try:
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), _CHECK_TIMEOUT_S)
+            await asyncio.wait_for(db.fetchval(conn, "ping"), _CHECK_TIMEOUT_S)
         finally:
             await conn.close()
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
