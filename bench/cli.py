@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PATHS = ("a", "b", "c", "d", "e", "f", "latency", "scale")
+PATHS = ("a", "b", "b_part", "c", "d", "e", "f", "latency", "scale")
 
 # (full, quick) defaults; an explicit option always wins.
 _PRESETS: dict[str, tuple[Any, Any]] = {

@@ -4,7 +4,8 @@ Every local process is read with psutil: a process tree's time is its live proce
 time plus what its root has reaped from exited children (`children_user/system`), so backends
 that come and go are not lost. Servers given by URL are not on this machine's process table:
 their share shows as "-". On a 2-core machine a total near 2.0 cores means the path is
-CPU-bound; far below means it waits (round trips, fsync, throttling).
+CPU-bound; far below means it waits (locks, round trips, throttling). "other" is the rest of the
+machine's busy time meanwhile: anything else running skews the figure.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import psutil
 
-COMPONENTS = ("postgres", "redis", "workers", "bench")
+COMPONENTS = ("postgres", "redis", "workers", "bench", "other")
+_OWN = COMPONENTS[:-1]
 
 
 def tree_cpu(pid: int | None) -> float | None:
@@ -33,6 +35,12 @@ def tree_cpu(pid: int | None) -> float | None:
         return total
     except psutil.NoSuchProcess:
         return None
+
+
+def machine_busy() -> float:
+    """CPU seconds this machine spent not idle, over all cores, since boot."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
 
 
 def own_cpu() -> float:
@@ -61,7 +69,9 @@ class CpuUse:
 
     @property
     def total_cores(self) -> float:
-        return sum(v for v in self.cpu.values() if v is not None) / self.seconds if self.seconds > 0 else 0.0
+        """Cores used by the bench's own processes (not "other")."""
+        own = sum(v for c, v in self.cpu.items() if v is not None and c != "other")
+        return own / self.seconds if self.seconds > 0 else 0.0
 
     def us_per_event(self, component: str) -> float | None:
         value = self.cpu.get(component)
@@ -69,11 +79,13 @@ class CpuUse:
 
     def render(self) -> str:
         parts = []
-        for c in COMPONENTS:
+        for c in _OWN:
             cores = self.cores(c)
             if cores is not None:
                 parts.append(f"{c} {cores:.2f} ({self.us_per_event(c):.0f} us/ev)")
-        return "cores: " + ", ".join(parts) + f"; total {self.total_cores:.2f}"
+        other = self.cores("other")
+        tail = f"; other processes {other:.2f}" if other is not None else ""
+        return "cores: " + ", ".join(parts) + f"; total {self.total_cores:.2f}{tail}"
 
 
 class CpuMeter:
@@ -87,15 +99,21 @@ class CpuMeter:
             "redis": tree_cpu(self.redis_pid),
             "workers": tree_cpu(workers_pid),
             "bench": own_cpu(),
+            "machine": machine_busy(),
         }
 
     @staticmethod
     def use(before: dict[str, float | None], after: dict[str, float | None], seconds: float, events: int,
             extra: dict[str, float] | None = None) -> CpuUse:  # fmt: skip
         cpu: dict[str, float | None] = {}
-        for c in COMPONENTS:
+        for c in (*_OWN, "machine"):
             a, b = before.get(c), after.get(c)
             cpu[c] = None if a is None or b is None else max(0.0, b - a)
         for c, value in (extra or {}).items():  # e.g. the lane processes of (a)/(b) as "workers"
             cpu[c] = value
+        machine = cpu.pop("machine")
+        # Everything else that ran on this machine meanwhile (other jobs, the kernel's own work):
+        # a large share means the figure was measured on a busy machine.
+        ours = sum(v for v in cpu.values() if v is not None)
+        cpu["other"] = None if machine is None else max(0.0, machine - ours)
         return CpuUse(seconds, events, cpu)

@@ -43,10 +43,15 @@ def run_lanes(
     log_path: Path,
     timeout_s: float,
     snapshot: Callable[[], Any] | None = None,
+    dealt: list[list[Any]] | None = None,
 ) -> LaneResult:
+    """`dealt`: the items of each lane, already dealt (then `items` is ignored)."""
     ctx = mp.get_context("spawn")  # a clean interpreter, as a worker process has
     lanes = processes * connections
-    dealt: list[list[Any]] = [items[n::lanes] for n in range(lanes)]
+    if dealt is None:
+        dealt = [items[n::lanes] for n in range(lanes)]
+    elif len(dealt) != lanes:
+        raise ValueError(f"{len(dealt)} dealt lanes for {processes} x {connections}")
     barrier = ctx.Barrier(processes + 1)
     done = ctx.Barrier(processes + 1)  # lanes keep their connections until the end is measured
     results = ctx.Queue()

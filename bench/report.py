@@ -14,6 +14,7 @@ from .latency import LatencyResult
 PATHS = {
     "a": "(a) naive: txn per event, no queue",
     "b": "(b) ceiling: apply_usage_batch, no queue",
+    "b_part": "    same, users partitioned across lanes",
     "c": "(c) e2e, batch messages",
     "d": "(d) e2e, single-event messages",
     "e": "(e) dramatiq no-op actor, 1 event/msg",
@@ -120,12 +121,13 @@ class Report:
         if any(f.cpu for f in self.figures.values()):
             out.append("")
             out.append(f"{'CPU, in cores (2.0 = both cores busy)':<44}{'dist':>8}"
-                       + "".join(f"{c:>10}" for c in COMPONENTS) + f"{'total':>8}")  # fmt: skip
+                       + "".join(f"{c:>10}" for c in COMPONENTS[:-1]) + f"{'total':>8}{'other':>8}")  # fmt: skip
             for (path, dist), fig in self.figures.items():
                 if fig.cpu is None:
                     continue
-                cells = "".join(f"{_num(fig.cpu.cores(c), 2):>10}" for c in COMPONENTS)
-                out.append(f"{PATHS[path][:44]:<44}{dist:>8}{cells}{fig.cpu.total_cores:>8.2f}")
+                cells = "".join(f"{_num(fig.cpu.cores(c), 2):>10}" for c in COMPONENTS[:-1])
+                out.append(f"{PATHS[path][:44]:<44}{dist:>8}{cells}{fig.cpu.total_cores:>8.2f}"
+                           f"{_num(fig.cpu.cores('other'), 2):>8}")  # fmt: skip
         out.append("")
         out.append(f"{'ratios':<44}" + "".join(f"{d:>14}" for d in dists))
         for top, bottom in (("c", "a"), ("c", "b"), ("d", "e")):
@@ -154,6 +156,11 @@ class Report:
         for name, dist, value, passed in self.targets():
             verdict = "n/a" if passed is None else ("PASS" if passed else "MISS")
             out.append(f"{name:<44}{dist:>8}{_num(value, 2 if value is not None and value < 100 else 0):>14}  {verdict}")
+        busiest = max((f.cpu.cores("other") or 0.0 for f in self.figures.values() if f.cpu), default=0.0)
+        if busiest > 0.3:
+            out.append("")
+            out.append(f"WARNING: other processes on this machine used up to {busiest:.2f} cores during the "
+                       "measurements (column 'other'): the figures are lower than on an idle machine.")  # fmt: skip
         out.append("")
         if self.violation:
             out.append(f"EXACTLY-ONCE VIOLATION: {self.violation}")

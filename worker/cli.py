@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure every event path and verify exactly-once (docs/performance.md)")
     add_bench_arguments(p)
+
+    from bench.chaos import add_arguments as add_chaos_arguments
+
+    p = sub.add_parser("chaos", help="crash workers, Redis and PostgreSQL under load; verify nothing lost or doubled")
+    add_chaos_arguments(p)
     return parser
 
 
@@ -224,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.cli import run_bench_command
 
             return run_bench_command(args, settings)
+        if args.command == "chaos":
+            from bench.chaos import run_command as run_chaos_command
+
+            return run_chaos_command(args)
     except ConfigError as exc:
         print(f"pedro-worker: {exc.detail}", file=sys.stderr)
         return EXIT_CONFIG

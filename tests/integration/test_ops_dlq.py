@@ -11,12 +11,13 @@ from tests.integration.ops_helpers import dead_letters, make_unknown_user_dead_l
 from tests.integration.test_cli import pedro
 
 
-def _cli(settings, *args: str):  # noqa: ANN001, ANN202
+def _cli(settings, *args: str, **env: str):  # noqa: ANN001, ANN202
     return pedro(
         *args,
         database_url=settings.require_database_url(),
         redis_url=settings.require_redis_url(),
         PEDRO_REDIS_NAMESPACE=settings.redis_namespace,
+        **env,
     )
 
 
@@ -108,8 +109,9 @@ async def test_replay_of_an_export_publishes_what_is_missing_once(
     assert await balance(conn, "user_replay") == 46
 
     path.write_text(export.stdout)
-    second = _cli(settings, "replay", str(path))
+    second = _cli(settings, "replay", str(path), PEDRO_PROGRESS="1")  # the bar, as on a terminal
     assert second.returncode == 0, second.stderr
+    assert "replay: 100%" in second.stderr
     assert "0 published, 1 already decided (skipped)" in second.stdout
     forced = _cli(settings, "replay", "--no-skip", str(path))  # sent anyway: the worker dedups
     assert "1 published" in forced.stdout

@@ -11,7 +11,9 @@ from ..broker import Runtime, current_broker
 from ..domain.each import Family, apply_each
 from ..errors import RetryLater, ValidationRejected
 from ..ops.recorder import observe_batch
+from ..ledger.apply import BatchResult
 from ..publisher import build_message
+from ..settings import Settings
 
 
 async def run_family(queue: str, events: Any, family: Family) -> None:
@@ -30,6 +32,13 @@ async def run_family(queue: str, events: Any, family: Family) -> None:
         async with Runtime.pool.acquire() as conn:
             result = await apply_each(conn, events, family, settings)
         observe_batch(current_broker(), queue, result.outcomes, message)  # ops counters (worker/ops)
+    send_waiting_back(queue, events, result, settings)
+
+
+def send_waiting_back(queue: str, events: list[Any], result: BatchResult, settings: Settings) -> None:
+    """Events that must wait are retried with backoff: the whole message when none could be
+    applied (RetryLater), else a new delayed message with just them, sent before this one is
+    acknowledged, so a crash in between redelivers this one instead of losing them."""
     waiting = result.retry_indexes
     if not waiting:
         return

@@ -8,11 +8,11 @@ import structlog
 from dramatiq.middleware import CurrentMessage
 
 from ..broker import current_broker, runtime
-from ..errors import RetryLater, ValidationRejected
+from ..errors import ValidationRejected
 from ..ledger.decide import REJECTED, RETRY
 from ..logs import get_logger
 from ..ops.recorder import observe_batch
-from ..publisher import build_message
+from ._each import send_waiting_back
 
 log = get_logger("pedro.actors.usage")
 
@@ -20,9 +20,8 @@ log = get_logger("pedro.actors.usage")
 async def apply_usage_events(events: Any) -> None:
     """Apply a batch of usage-family events exactly once.
 
-    Events that must wait (unknown user, refund before its usage) are retried with backoff:
-    the whole message when nothing else in it could be applied, otherwise as a new message
-    with just those events (sent before this one is acknowledged, so nothing is lost).
+    Concurrent messages of this process share a transaction (ledger/coalesce.py). Events that
+    must wait (unknown user, refund before its usage) go back with backoff (send_waiting_back).
     """
     if not isinstance(events, list):
         raise ValidationRejected("message argument must be a list of events", reason="bad_message")
@@ -37,11 +36,4 @@ async def apply_usage_events(events: Any) -> None:
                 log.warning("event_" + outcome.status, event_id=outcome.event_id, reason=outcome.reason)
             else:
                 log.debug("event_" + outcome.status, event_id=outcome.event_id)
-    waiting = result.retry_indexes
-    if not waiting:
-        return
-    reasons = [result.outcomes[i].reason or "retry" for i in waiting]
-    if len(waiting) == len(events):
-        raise RetryLater(reasons)
-    retry = build_message("usage", [events[i] for i in waiting])
-    current_broker().enqueue(retry, delay=settings.min_backoff_ms)
+    send_waiting_back("usage", events, result, settings)

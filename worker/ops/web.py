@@ -53,6 +53,15 @@ def _secure(response: Response) -> Response:
     return response
 
 
+def _json(body: dict[str, Any], status: int = 200, **kwargs: Any) -> Response:
+    return _secure(JSONResponse(body, status_code=status, **kwargs))
+
+
+def _redis_down(exc: redis.RedisError) -> Response:
+    log.warning("ops_redis_unavailable", error=type(exc).__name__)
+    return _json({"error": f"Redis unreachable ({type(exc).__name__})"}, 503)
+
+
 class OpsApp:
     def __init__(self, settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
         self.settings = settings
@@ -110,9 +119,7 @@ class OpsApp:
         if page and self.auth.uses_login_form:
             return _secure(RedirectResponse(f"{BASE}/login", status_code=303))
         headers = {"www-authenticate": 'Basic realm="pedro-worker ops"'} if self.auth.basic else {}
-        return _secure(
-            JSONResponse({"error": "authentication required"}, status_code=401, headers=headers)
-        )
+        return _json({"error": "authentication required"}, 401, headers=headers)
 
     async def login_form(self, request: Request) -> Response:
         return _secure(HTMLResponse(pages.login(base=BASE)))
@@ -143,7 +150,7 @@ class OpsApp:
         if principal is None or not self.auth.check_csrf(
             request, principal, form.get("csrf_token")
         ):
-            return _secure(JSONResponse({"error": "forbidden"}, status_code=403))
+            return _json({"error": "forbidden"}, 403)
         response = RedirectResponse(
             f"{BASE}/login" if self.auth.uses_login_form else f"{BASE}/", status_code=303
         )
@@ -173,14 +180,9 @@ class OpsApp:
         try:
             view = await run_in_threadpool(self._overview, queue, reason)
         except redis.RedisError as exc:
-            log.warning("ops_redis_unavailable", error=type(exc).__name__)
-            return _secure(
-                JSONResponse(
-                    {"error": f"Redis unreachable ({type(exc).__name__})"}, status_code=503
-                )
-            )
+            return _redis_down(exc)
         self.reconciler.maybe_start(self.client, view["ledger"]["reconcile"])
-        return _secure(JSONResponse(view))
+        return _json(view)
 
     def _overview(self, queue: str | None, reason: str | None) -> dict[str, Any]:
         view = overview(self.reader())
@@ -200,27 +202,23 @@ class OpsApp:
             return self._challenge(request, page=False)
         if not self.auth.check_csrf(request, principal):
             log.warning("ops_csrf_refused", path=request.url.path)
-            return _secure(JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403))
+            return _json({"error": "missing or wrong CSRF token"}, 403)
         action = request.path_params["action"]
         if action not in ("requeue", "purge"):
-            return _secure(JSONResponse({"error": "unknown action"}, status_code=404))
+            return _json({"error": "unknown action"}, 404)
         try:
             body = json.loads(await _body(request) or b"{}")
             if not isinstance(body, dict):
                 raise ValueError
         except ValueError:
-            return _secure(JSONResponse({"error": "body must be a JSON object"}, status_code=400))
+            return _json({"error": "body must be a JSON object"}, 400)
         try:
             done, missing = await run_in_threadpool(self._dlq_action, action, body, principal)
         except redis.RedisError as exc:
-            return _secure(
-                JSONResponse(
-                    {"error": f"Redis unreachable ({type(exc).__name__})"}, status_code=503
-                )
-            )
+            return _redis_down(exc)
         except ValueError as exc:
-            return _secure(JSONResponse({"error": str(exc)}, status_code=400))
-        return _secure(JSONResponse({"action": action, "done": done, "missing": missing}))
+            return _json({"error": str(exc)}, 400)
+        return _json({"action": action, "done": done, "missing": missing})
 
     def _dlq_action(
         self, action: str, body: dict[str, Any], principal: Principal
