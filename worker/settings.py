@@ -74,8 +74,6 @@ class Settings(BaseSettings):
     micro_batch_max_events: int = 1000
     slow_query_ms: int = 500
 
-    # Embedded servers (`pedro-worker dev`): where their data lives.
-    data_dir: Path = Path(".pedro")
 
     # Ops (`worker/ops/`): dashboard (/ops) and /metrics auth, stats, background reconcile.
     ops_token: SecretStr | None = None  # Bearer token, or typed into the dashboard's login form

@@ -63,3 +63,14 @@ def test_a_query_name_may_not_be_defined_twice():
 def test_an_empty_url_in_the_environment_means_unset(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "")
     assert Settings().redis_url is None
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from worker.settings import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    undocumented = [
+        name for name in Settings.model_fields
+        if f"PEDRO_{name.upper()}" not in readme and f"`{name.upper()}`" not in readme
+    ]  # fmt: skip
+    assert undocumented == []
