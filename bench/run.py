@@ -1,6 +1,7 @@
 """One bench run: every path, both distributions, exactly-once verified after each measurement.
 
-Order: per distribution (a) naive baseline, (b) ceiling and its direct replay, then one worker
+Order: per distribution (a) naive baseline, (b) ceiling and its direct replay, (b) again with
+users partitioned across the lanes (what the SQL does without lock waits), then one worker
 fleet for (c) batch messages, (f) their replay and (d) single-event messages (and, on the uniform
 fleet, the latency run); then (e) the no-op fleet; then the scale-out runs. Each measurement has
 its own database copied from the seeded template, or new event ids on the fleet's database.
