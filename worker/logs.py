@@ -45,7 +45,10 @@ def configure_logging(settings: Settings) -> None:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
 
     structlog.configure(
-        processors=[*shared[:-2], structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # filter_by_level first: a debug line below the level costs nothing else (hot paths log
+        # one debug line per event).
+        processors=[structlog.stdlib.filter_by_level, *shared[:-2],
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],  # fmt: skip
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -15,6 +15,26 @@ CROSS JOIN LATERAL (
 ) cb
 ORDER BY k.n
 
+-- lock_free_accounts --
+-- Like lock_accounts, but skips balance rows another transaction holds (it never waits, so it
+-- cannot deadlock): a batch first applies the users nobody else is busy with, then waits only
+-- for the rest. Users that are locked or have no balance are absent alike (see
+-- find_existing_accounts). $1 clerk user ids text[] (sorted)
+SELECT cb.id AS balance_id, cb."userId" AS user_id, cb."clerkUserId" AS clerk_user_id,
+       cb."creditsRemaining" AS balance
+FROM unnest($1::text[]) WITH ORDINALITY AS k(clerk_user_id, n)
+CROSS JOIN LATERAL (
+    SELECT c.id, c."userId", c."clerkUserId", c."creditsRemaining"
+    FROM "CreditBalance" c
+    WHERE c."clerkUserId" = k.clerk_user_id
+    FOR NO KEY UPDATE SKIP LOCKED
+) cb
+ORDER BY k.n
+
+-- find_existing_accounts --
+-- Which of these Clerk users have a balance (locked by someone or not). $1 clerk user ids text[]
+SELECT "clerkUserId" AS clerk_user_id FROM "CreditBalance" WHERE "clerkUserId" = ANY($1::text[])
+
 -- get_feature_costs --
 -- The admin-configured cost per operation type (JSON object or NULL). No parameters.
 SELECT "featureCosts" FROM "AdminSettings" WHERE id = 'singleton'

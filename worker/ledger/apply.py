@@ -1,7 +1,11 @@
-"""Apply a batch of usage-family events in one transaction, with an outcome per event.
+"""Apply a batch of usage-family events, with an outcome per event.
 
-    parse -> lock balances (sorted) -> find refund targets -> claim idempotency keys
-          -> decide (pure) -> write ledger + rejections -> commit
+    parse -> [transaction: skip known duplicates -> lock balances (sorted) -> find refund
+              targets -> claim idempotency keys -> decide (pure) -> write ledger + rejections]
+
+The first transaction takes only balances nobody else holds (SKIP LOCKED); the events of users
+another batch is busy with follow in a second transaction that waits for those locks. Either
+way a user's events are decided together, in one transaction.
 
 Nothing is claimed before its effects are decided, and the claim commits with them: a crash
 at any point rolls back everything, and the redelivered message starts over. Events that must
@@ -69,41 +73,80 @@ def _raw_type(raw: Any) -> str | None:
     return value[:64] if isinstance(value, str) else None
 
 
-async def apply_usage_batch(
-    conn: asyncpg.Connection, raw_events: Sequence[Any], settings: Settings
-) -> BatchResult:
-    outcomes: list[Outcome | None] = [None] * len(raw_events)
-    rejections: list[tuple] = []
-    events: dict[int, LedgerEvent] = {}
-    first_index: dict[str, int] = {}
-    hashes: dict[int, str] = {}
+class _Batch:
+    """One message's (or one coalesced group's) events while they are being applied."""
 
+    def __init__(self, size: int) -> None:
+        self.outcomes: list[Outcome | None] = [None] * size
+        self.events: dict[int, LedgerEvent] = {}  # index -> valid, not yet decided
+        self.hashes: dict[int, str] = {}
+        self.rejections: list[tuple] = []  # written by the next transaction
+
+    def settle_seen(self, indexes: list[int], recorded: dict[str, str]) -> None:
+        """Events already decided: a duplicate (same payload) or an idempotency conflict."""
+        for i in indexes:
+            event = self.events.pop(i)
+            if recorded.get(event.id) == self.hashes[i]:
+                self.outcomes[i] = Outcome(event.id, DUPLICATE)
+            else:
+                self.rejections.append((event.id, event.type, "idempotency_conflict",
+                                        "an event with this id and a different payload was already processed",
+                                        safe_payload(event.model_dump(mode="json"))))  # fmt: skip
+                self.outcomes[i] = Outcome(event.id, REJECTED, "idempotency_conflict")
+
+
+def _parse(raw_events: Sequence[Any]) -> _Batch:
+    batch = _Batch(len(raw_events))
+    first_index: dict[str, int] = {}
     for i, raw in enumerate(raw_events):
         try:
             event = usage_event_adapter.validate_python(raw)
         except ValidationError as exc:
             event_id = _claimed_id(raw)
             detail = describe_validation_error(exc)
-            rejections.append((event_id, _raw_type(raw), "validation_error", detail, safe_payload(raw)))
-            outcomes[i] = Outcome(event_id or f"#{i}", REJECTED, "validation_error")
+            batch.rejections.append((event_id, _raw_type(raw), "validation_error", detail, safe_payload(raw)))
+            batch.outcomes[i] = Outcome(event_id or f"#{i}", REJECTED, "validation_error")
             continue
-        hashes[i] = event.payload_hash()
+        batch.hashes[i] = event.payload_hash()
         if event.id in first_index:  # the same key twice in one message
-            same = hashes[first_index[event.id]] == hashes[i]
+            same = batch.hashes[first_index[event.id]] == batch.hashes[i]
             if not same:
-                rejections.append((event.id, event.type, "idempotency_conflict",
-                                   "same id, different payload (in one message)",
-                                   safe_payload(raw)))  # fmt: skip
-            outcomes[i] = Outcome(event.id, DUPLICATE if same else REJECTED, None if same else "idempotency_conflict")
+                batch.rejections.append((event.id, event.type, "idempotency_conflict",
+                                         "same id, different payload (in one message)",
+                                         safe_payload(raw)))  # fmt: skip
+            batch.outcomes[i] = Outcome(event.id, DUPLICATE if same else REJECTED,
+                                        None if same else "idempotency_conflict")  # fmt: skip
             continue
         first_index[event.id] = i
-        events[i] = event
+        batch.events[i] = event
+    return batch
 
+
+async def _apply_pass(
+    conn: asyncpg.Connection, batch: _Batch, settings: Settings, *, wait_for_locks: bool
+) -> dict[int, LedgerEvent]:
+    """One transaction over the batch's undecided events. Without `wait_for_locks`, users whose
+    balance another transaction holds are skipped: their events are returned, undecided."""
+    events = batch.events
+    deferred: dict[int, LedgerEvent] = {}
     async with conn.transaction():
-        accounts = await repo.lock_accounts(conn, {e.clerkUserId for e in events.values()})
+        # A decided event never becomes undecided, so duplicates are found before any lock is
+        # taken: a replay costs one index lookup, not balance locks. A first delivery racing
+        # with its twin is still settled by the claim below.
+        if events and not wait_for_locks:
+            recorded = await repo.find_event_hashes(conn, [e.id for e in events.values()])
+            batch.settle_seen([i for i, e in events.items() if e.id in recorded], recorded)
+
+        users = {e.clerkUserId for e in events.values()}
+        lock = repo.lock_accounts if wait_for_locks else repo.lock_free_accounts
+        accounts = await lock(conn, users) if users else {}
+        missing = users - accounts.keys()
+        busy = await repo.find_existing_accounts(conn, missing) if missing and not wait_for_locks else set()
         for i, event in list(events.items()):
-            if event.clerkUserId not in accounts:
-                outcomes[i] = Outcome(event.id, RETRY, "unknown_user")
+            if event.clerkUserId in busy:
+                deferred[i] = events.pop(i)
+            elif event.clerkUserId not in accounts:
+                batch.outcomes[i] = Outcome(event.id, RETRY, "unknown_user")
                 del events[i]
 
         refund_ids = {e.refundOf for e in events.values() if isinstance(e, UsageRefunded)}
@@ -113,24 +156,17 @@ async def apply_usage_batch(
             if isinstance(event, UsageRefunded) and event.refundOf not in batch_usages:
                 target = targets[event.refundOf]
                 if target.credits_used is None and not target.decided:
-                    outcomes[i] = Outcome(event.id, RETRY, "refund_before_usage")
+                    batch.outcomes[i] = Outcome(event.id, RETRY, "refund_before_usage")
                     del events[i]
 
-        claimed = await repo.claim_events(
-            conn, [(e.id, e.type, hashes[i], e.clerkUserId) for i, e in events.items()]
-        )
-        seen_before = [i for i, e in events.items() if e.id not in claimed]
-        if seen_before:
-            recorded = await repo.find_event_hashes(conn, [events[i].id for i in seen_before])
-            for i in seen_before:
-                event = events.pop(i)
-                if recorded.get(event.id) == hashes[i]:
-                    outcomes[i] = Outcome(event.id, DUPLICATE)
-                else:
-                    rejections.append((event.id, event.type, "idempotency_conflict",
-                                       "an event with this id and a different payload was already processed",
-                                       safe_payload(event.model_dump(mode="json"))))  # fmt: skip
-                    outcomes[i] = Outcome(event.id, REJECTED, "idempotency_conflict")
+        if events:
+            hashes = batch.hashes
+            claimed = await repo.claim_events(
+                conn, [(e.id, e.type, hashes[i], e.clerkUserId) for i, e in events.items()]
+            )
+            raced = [i for i, e in events.items() if e.id not in claimed]
+            if raced:
+                batch.settle_seen(raced, await repo.find_event_hashes(conn, [events[i].id for i in raced]))
 
         needs_costs = any(isinstance(e, UsageRecorded) and e.credits is None for e in events.values())
         plan = decide(
@@ -142,14 +178,31 @@ async def apply_usage_batch(
             policy=settings.overdraft_policy,
         )
         await repo.write_ledger(conn, plan)
-        await repo.insert_rejections(conn, rejections + plan.rejections)
+        await repo.insert_rejections(conn, batch.rejections + plan.rejections)
 
+    batch.rejections = []
     for i, event in events.items():
-        outcomes[i] = plan.outcomes[event.id]
-    result = BatchResult([o for o in outcomes if o is not None])
+        batch.outcomes[i] = plan.outcomes[event.id]
+    return deferred
+
+
+async def apply_usage_batch(
+    conn: asyncpg.Connection, raw_events: Sequence[Any], settings: Settings
+) -> BatchResult:
+    """Apply a batch: first the users no other transaction is busy with (without waiting), then,
+    in a second transaction that waits for their locks, the users that were busy. Concurrent
+    batches over overlapping users thus run side by side instead of one after the other."""
+    batch = _parse(raw_events)
+    deferred = await _apply_pass(conn, batch, settings, wait_for_locks=False)
+    if deferred:
+        batch.events = deferred
+        await _apply_pass(conn, batch, settings, wait_for_locks=True)
+
+    result = BatchResult([o for o in batch.outcomes if o is not None])
     assert len(result.outcomes) == len(raw_events)
     log.info(
         "batch_applied", events=len(raw_events), applied=result.count(APPLIED),
         duplicates=result.count(DUPLICATE), rejected=result.count(REJECTED), retry=result.count(RETRY),
+        second_pass=len(deferred),
     )  # fmt: skip
     return result

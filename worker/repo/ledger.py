@@ -18,6 +18,19 @@ async def lock_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str])
     }
 
 
+async def lock_free_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> dict[str, Account]:
+    rows = await db.fetch(conn, "lock_free_accounts", sorted(clerk_user_ids))
+    return {
+        r["clerk_user_id"]: Account(r["balance_id"], r["user_id"], r["clerk_user_id"], r["balance"])
+        for r in rows
+    }
+
+
+async def find_existing_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> set[str]:
+    rows = await db.fetch(conn, "find_existing_accounts", list(clerk_user_ids))
+    return {r["clerk_user_id"] for r in rows}
+
+
 async def get_feature_costs(conn: asyncpg.Connection) -> dict[str, object]:
     costs = await db.fetchval(conn, "get_feature_costs")
     return costs if isinstance(costs, dict) else {}
