@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import structlog
@@ -15,6 +16,7 @@ from ..ops.recorder import observe_batch
 from ._each import send_waiting_back
 
 log = get_logger("pedro.actors.usage")
+_stdlib_log = logging.getLogger("pedro.actors.usage")
 
 
 async def apply_usage_events(events: Any) -> None:
@@ -31,9 +33,10 @@ async def apply_usage_events(events: Any) -> None:
     with structlog.contextvars.bound_contextvars(message_id=message_id):
         result = await coalescer.apply(events, message_id=message_id)
         observe_batch(current_broker(), "usage", result.outcomes, message)
+        debug = _stdlib_log.isEnabledFor(logging.DEBUG)  # skip building lines nobody reads
         for outcome in result.outcomes:
             if outcome.status in (REJECTED, RETRY):
                 log.warning("event_" + outcome.status, event_id=outcome.event_id, reason=outcome.reason)
-            else:
+            elif debug:
                 log.debug("event_" + outcome.status, event_id=outcome.event_id)
     send_waiting_back("usage", events, result, settings)
