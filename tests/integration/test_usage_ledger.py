@@ -179,3 +179,34 @@ async def test_stored_payload_of_a_rejection_is_valid_json(conn: asyncpg.Connect
     await apply(conn, settings, {"type": "usage.recorded", "id": "x", "deep": [[[[["a"]]]]]})
     [stored] = await rejections(conn, "x")
     assert json.dumps(stored["payload"])
+
+
+async def test_a_batch_applies_free_users_at_once_and_waits_only_for_busy_ones(conn, database_url, settings):
+    import asyncio
+
+    from worker import db
+
+    await make_user(conn, "busy", credits=100)
+    await make_user(conn, "free", credits=100)
+    holder = await db.connect(database_url)
+    worker_conn = await db.connect(database_url)
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("""SELECT 1 FROM "CreditBalance" WHERE "clerkUserId" = 'busy' FOR UPDATE""")
+        task = asyncio.create_task(apply_usage_batch(
+            worker_conn, [usage("busy", id="b1", credits=1), usage("free", id="f1", credits=1)], settings))
+        for _ in range(100):  # the free user's event commits while the busy one is still held
+            if await balance(conn, "free") == 99:
+                break
+            await asyncio.sleep(0.02)
+        assert await balance(conn, "free") == 99
+        assert not task.done() and await balance(conn, "busy") == 100
+        await tx.rollback()  # the other transaction ends: the busy user's event follows
+        result = await asyncio.wait_for(task, 10)
+    finally:
+        await holder.close()
+        await worker_conn.close()
+    assert [o.status for o in result.outcomes] == [APPLIED, APPLIED]
+    assert await balance(conn, "busy") == 99
+    assert await find_balance_drift(conn) == []

@@ -10,20 +10,21 @@ from .. import db
 from ..ledger.decide import Account, Plan, RefundTarget
 
 
-async def lock_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> dict[str, Account]:
-    rows = await db.fetch(conn, "lock_accounts", sorted(clerk_user_ids))
+def _accounts(rows: Sequence[asyncpg.Record]) -> dict[str, Account]:
     return {
         r["clerk_user_id"]: Account(r["balance_id"], r["user_id"], r["clerk_user_id"], r["balance"])
         for r in rows
     }
+
+
+async def lock_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> dict[str, Account]:
+    """Lock these users' balances, waiting for other transactions (sorted: no deadlocks)."""
+    return _accounts(await db.fetch(conn, "lock_accounts", sorted(clerk_user_ids)))
 
 
 async def lock_free_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> dict[str, Account]:
-    rows = await db.fetch(conn, "lock_free_accounts", sorted(clerk_user_ids))
-    return {
-        r["clerk_user_id"]: Account(r["balance_id"], r["user_id"], r["clerk_user_id"], r["balance"])
-        for r in rows
-    }
+    """Lock the balances of these users that no other transaction holds; never waits."""
+    return _accounts(await db.fetch(conn, "lock_free_accounts", sorted(clerk_user_ids)))
 
 
 async def find_existing_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> set[str]:
