@@ -30,9 +30,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import redis
 from pydantic import SecretStr
@@ -46,6 +44,7 @@ from worker.publisher import Publisher, build_message, queue_for
 from worker.repo.reconcile import find_balance_drift
 from worker.repo.users import insert_user_with_balance
 from worker.settings import ROOT, Settings
+
 
 @dataclass
 class ChaosConfig:
@@ -348,7 +347,7 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
     return ChaosRun(cfg).run()
 
 
-def add_arguments(parser) -> None:  # noqa: ANN001 - an argparse parser
+def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--workers", type=int, default=3, help="worker processes (each killed in turn)")
@@ -359,7 +358,7 @@ def add_arguments(parser) -> None:  # noqa: ANN001 - an argparse parser
     parser.add_argument("--quick", action="store_true", help="3,000 events in about 30 s: the short form CI runs")
 
 
-def config_from(args) -> ChaosConfig:  # noqa: ANN001
+def config_from(args) -> ChaosConfig:
     cfg = ChaosConfig(events=args.events, users=args.users, workers=args.workers, threads=args.threads,
                       kill_every_s=args.kill_every, publish_seconds=args.publish_seconds,
                       timeout_s=args.timeout)  # fmt: skip
@@ -368,7 +367,7 @@ def config_from(args) -> ChaosConfig:  # noqa: ANN001
     return cfg
 
 
-def run_command(args) -> int:  # noqa: ANN001
+def run_command(args) -> int:
     """`pedro-worker chaos`: exit 0 when nothing was lost or doubled, 1 otherwise."""
     cfg = config_from(args)
     print(f"chaos: {cfg.events} events, {cfg.users} users, {cfg.workers} worker processes × {cfg.threads} threads")

@@ -86,7 +86,7 @@ class Fleet:
     def start(self, timeout_s: float = 90) -> Fleet:
         argv = [sys.executable, "-m", "dramatiq", self.module,
                 "--processes", str(self.processes), "--threads", str(self.threads)]  # fmt: skip
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )

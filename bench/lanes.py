@@ -106,10 +106,10 @@ def run_lanes(
 
 
 def _child(job, dsn, lanes, settings, log_path, barrier, done, results) -> None:
-    sys.stderr = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+    sys.stderr = open(log_path, "a", buffering=1)
     try:
         asyncio.run(_child_main(job, dsn, lanes, settings, log_path, barrier, done, results))
-    except BaseException:  # noqa: BLE001 - report anything to the parent
+    except BaseException:
         results.put(("error", traceback.format_exc()))
         barrier.abort()
         done.abort()

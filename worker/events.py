@@ -260,7 +260,7 @@ EVENT_MODELS: tuple[type[_Event], ...] = (
     BillingEvent, StorageObjectCreated, StorageObjectDeleted,
 )  # fmt: skip
 _any_event_adapter: TypeAdapter[Any] = TypeAdapter(
-    Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # noqa: UP007
+    Annotated[Union[EVENT_MODELS], Field(discriminator="type")]
 )
 
 # type -> queue.

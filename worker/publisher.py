@@ -15,7 +15,6 @@ from typing import Any
 
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
-
 from pydantic import ValidationError
 
 from .errors import ValidationRejected

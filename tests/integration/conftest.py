@@ -160,7 +160,7 @@ def broker(settings: Settings) -> Iterator:
 
 
 @pytest.fixture
-def worker(broker) -> Iterator[InProcessWorker]:  # noqa: ANN001
+def worker(broker) -> Iterator[InProcessWorker]:
     """A real dramatiq worker (threads in this process) consuming the test's namespace."""
     with InProcessWorker(broker, threads=4) as running:
         yield running

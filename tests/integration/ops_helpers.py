@@ -39,13 +39,13 @@ def make_unknown_user_dead_letter(
     return event
 
 
-def flush_stats(broker) -> None:  # noqa: ANN001
+def flush_stats(broker) -> None:
     """Push the worker's in-memory counters to Redis now (the flusher thread does it every second)."""
     stats = stats_of(broker)
     assert stats is not None and stats.flush()
 
 
-def wait_until(predicate, what: str, timeout_s: float = 30.0) -> None:  # noqa: ANN001
+def wait_until(predicate, what: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
@@ -81,7 +81,7 @@ def find_chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def chromium_driver(browser: str, driver: str, *, width: int = 1440, height: int = 1000):  # noqa: ANN201
+def chromium_driver(browser: str, driver: str, *, width: int = 1440, height: int = 1000):
     """A headless Chromium driven by Selenium through the system chromedriver (no downloads)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -105,7 +105,7 @@ def chromium_driver(browser: str, driver: str, *, width: int = 1440, height: int
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
-def full_page_screenshot(driver, path: Path) -> None:  # noqa: ANN001
+def full_page_screenshot(driver, path: Path) -> None:
     """The whole page, beyond the window (Chromium's DevTools screenshot), from the top."""
     driver.execute_script("window.scrollTo(0, 0)")
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.integration.helpers import make_user, usage
 from worker.events import QUEUE_OF_TYPE

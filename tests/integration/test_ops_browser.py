@@ -27,7 +27,7 @@ TOKEN = "browser-test-token-5d1e"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def start_chromium(width: int = 1440, height: int = 1000):  # noqa: ANN201
+def start_chromium(width: int = 1440, height: int = 1000):
     found = find_chromium()
     if found is None:
         message = "no Chromium found (apt-get install chromium chromium-driver)"

@@ -11,7 +11,7 @@ from tests.integration.ops_helpers import dead_letters, make_unknown_user_dead_l
 from tests.integration.test_cli import pedro
 
 
-def _cli(settings, *args: str, **env: str):  # noqa: ANN001, ANN202
+def _cli(settings, *args: str, **env: str):
     return pedro(
         *args,
         database_url=settings.require_database_url(),

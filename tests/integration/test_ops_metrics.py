@@ -32,7 +32,7 @@ def value(scrape: dict, name: str, **labels: str) -> float:
     return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-async def scrape(settings) -> dict:  # noqa: ANN001
+async def scrape(settings) -> dict:
     app = create_app(settings.model_copy(update={"ops_token": SecretStr(TOKEN)}))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://ops"

@@ -17,7 +17,7 @@ TOKEN = "ops-token-for-tests-91c2"
 BASIC = "ops:basic-pass-for-tests"
 
 
-def client_for(settings, **update) -> httpx.AsyncClient:  # noqa: ANN001
+def client_for(settings, **update) -> httpx.AsyncClient:
     app = create_app(settings.model_copy(update=update))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ops.test")
 

@@ -9,7 +9,15 @@ import asyncpg
 import pytest
 
 from tests.integration.helpers import (
-    T0, adjust, balance, count, make_user, refund, rejections, usage, usage_rows,
+    T0,
+    adjust,
+    balance,
+    count,
+    make_user,
+    refund,
+    rejections,
+    usage,
+    usage_rows,
 )  # fmt: skip
 from worker.ledger.apply import apply_usage_batch
 from worker.ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.integration.helpers import balance, count, make_user, refund, rejections, usage, usage_rows
+from tests.integration.helpers import (
+    balance,
+    count,
+    make_user,
+    refund,
+    rejections,
+    usage,
+    usage_rows,
+)
 from worker.publisher import Publisher
 from worker.repo.reconcile import find_balance_drift
 

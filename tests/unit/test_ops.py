@@ -40,7 +40,7 @@ def test_buckets_and_quantiles():
     assert canonical_queue("usage.DQ") == "usage" and canonical_queue("usage") == "usage"
 
 
-def _view(workers=1, ready=0, dead=0, drift=0, failed=0.0):  # noqa: ANN001, ANN202
+def _view(workers=1, ready=0, dead=0, drift=0, failed=0.0):
     return {
         "workers": [{}] * workers,
         "queues": [{"ready": ready, "delayed": 0, "rates": {"failed": failed}}],

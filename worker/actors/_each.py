@@ -10,8 +10,8 @@ from dramatiq.middleware import CurrentMessage
 from ..broker import Runtime, current_broker
 from ..domain.each import Family, apply_each
 from ..errors import RetryLater, ValidationRejected
-from ..ops.recorder import observe_batch
 from ..ledger.apply import BatchResult
+from ..ops.recorder import observe_batch
 from ..publisher import build_message
 from ..settings import Settings
 

@@ -55,7 +55,7 @@ def clerk_verifier(secret: SecretStr | None) -> Webhook | None:
         return None
     try:
         return Webhook(secret.get_secret_value())
-    except Exception as exc:  # noqa: BLE001 - any failure means the secret is malformed
+    except Exception as exc:
         raise ConfigError(
             f"CLERK_WEBHOOK_SECRET is not a Svix signing secret ({type(exc).__name__})"
         ) from None

@@ -22,7 +22,13 @@ from typing import Any
 import asyncpg
 from pydantic import TypeAdapter, ValidationError
 
-from ..events import EventId, UsageRecorded, UsageRefunded, describe_validation_error, usage_event_adapter
+from ..events import (
+    EventId,
+    UsageRecorded,
+    UsageRefunded,
+    describe_validation_error,
+    usage_event_adapter,
+)
 from ..logs import get_logger
 from ..repo import ledger as repo
 from ..settings import Settings

@@ -76,7 +76,7 @@ class Coalescer:
         combined = [event for events, _ in batch for event in events]
         try:
             result = await self._apply(combined)
-        except Exception as exc:  # noqa: BLE001 - isolate: retry each message on its own
+        except Exception as exc:
             log.warning("coalesced_batch_failed", messages=len(batch), error=type(exc).__name__)
             await asyncio.gather(*(self._settle(f, self._apply(events)) for events, f in batch))
             return
@@ -91,7 +91,7 @@ class Coalescer:
     async def _settle(future: asyncio.Future[BatchResult], work: Any) -> None:
         try:
             result = await work
-        except Exception as exc:  # noqa: BLE001 - the message's actor re-raises it
+        except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
             return

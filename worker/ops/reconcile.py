@@ -144,5 +144,5 @@ class BackgroundReconcile:
                 drift=len(report.drift),
                 seconds=round(report.seconds, 2),
             )
-        except Exception as exc:  # noqa: BLE001 - a failed background check must not kill the app
+        except Exception as exc:
             log.warning("reconcile_failed", error=type(exc).__name__)

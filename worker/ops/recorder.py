@@ -93,17 +93,17 @@ class OpsStats(Middleware):
             for name, n in rates:
                 self._rates[name] += n
 
-    def _histogram(self, name: str, labels: tuple[str, ...], value: float, bounds: tuple[int, ...]):  # noqa: ANN202
+    def _histogram(self, name: str, labels: tuple[str, ...], value: float, bounds: tuple[int, ...]):
         return [
             (field("h", name, *labels, bucket_label(value, bounds)), 1),
             (field("h", name, *labels, "sum"), int(value)),
             (field("h", name, *labels, "count"), 1),
         ]
 
-    def before_process_message(self, broker, message) -> None:  # noqa: ANN001
+    def before_process_message(self, broker, message) -> None:
         self._started[message.message_id] = time.monotonic()
 
-    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:  # noqa: ANN001
+    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         queue, actor = canonical_queue(message.queue_name), message.actor_name
         started = self._started.pop(message.message_id, None)
         duration_ms = (time.monotonic() - started) * 1000 if started is not None else 0.0
@@ -122,7 +122,7 @@ class OpsStats(Middleware):
 
     after_skip_message = after_process_message
 
-    def after_nack(self, broker, message) -> None:  # noqa: ANN001
+    def after_nack(self, broker, message) -> None:
         queue = canonical_queue(message.queue_name)
         reason = message.options.get("dead_letter_reason") or "unknown"
         args = message.args
