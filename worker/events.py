@@ -7,7 +7,6 @@ once. `docs/events.schema.json` is generated from these models (`pedro-worker sc
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,6 +25,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+from .codec import payload_hash
 
 MAX_DETAILS_BYTES = 16 * 1024
 INT32_MAX = 2**31 - 1
@@ -75,10 +76,7 @@ class _Event(BaseModel):
     def payload_hash(self) -> str:
         """sha256 of the canonical JSON of the validated event: same key + different hash
         means the publisher reused an id for a different event."""
-        canonical = json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return payload_hash(self.model_dump(mode="json"))
 
 
 def _check_json(value: dict[str, Any] | None, limit: int, what: str) -> dict[str, Any] | None:

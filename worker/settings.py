@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     # Micro-batching: concurrent messages of one process share a transaction (see coalesce.py).
     micro_batch_linger_ms: float = 2.0
     micro_batch_max_events: int = 1000
+    micro_batch_concurrency: int = Field(1, ge=1)  # usage transactions in flight per process
     slow_query_ms: int = 500
 
 

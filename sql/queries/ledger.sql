@@ -56,15 +56,21 @@ LEFT JOIN "CreditBalance" cb ON cb.id = u."creditBalanceId"
 -- claim_events --
 -- Take the idempotency keys of new events. Rows come sorted by event id so that concurrent
 -- claimers wait on each other in one order. Returns only the keys this call took.
--- $1 event ids text[], $2 event types text[], $3 payload hashes text[], $4 clerk user ids text[]
-INSERT INTO worker.event_log (event_id, event_type, payload_hash, clerk_user_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+-- $1 event ids text[], $2 event types text[], $3 payload hashes text[], $4 clerk user ids text[],
+-- $5 raw hashes text[] (of the event as it arrived; NULL when it has none)
+INSERT INTO worker.event_log (event_id, event_type, payload_hash, clerk_user_id, raw_hash)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 
 -- find_event_hashes --
 -- The recorded payload hash of events already decided. $1 event ids text[]
 SELECT event_id, payload_hash FROM worker.event_log WHERE event_id = ANY($1::text[])
+
+-- find_decided_events --
+-- Both recorded hashes of events already decided: a raw hash that matches makes a replayed
+-- event a duplicate before it is validated again. $1 event ids text[]
+SELECT event_id, payload_hash, raw_hash FROM worker.event_log WHERE event_id = ANY($1::text[])
 
 -- write_ledger --
 -- Everything a batch applies, in one statement: usage rows, journal movements, openings and

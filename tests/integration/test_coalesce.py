@@ -51,3 +51,26 @@ async def test_a_submission_that_breaks_the_shared_transaction_fails_alone(conn,
     assert all(r.outcomes[0].status == APPLIED for r in ok)
     assert await balance(conn, "u") == 94
     assert await conn.fetchval("SELECT count(*) FROM worker.event_log WHERE event_id = 'taken'") == 0
+
+
+async def test_what_arrives_during_a_transaction_goes_together_in_the_next_one(conn, pool, settings):
+    await make_user(conn, "u", credits=100)
+    coalescer = Coalescer(pool, settings.model_copy(update={
+        "micro_batch_linger_ms": 0, "micro_batch_concurrency": 1, "micro_batch_max_events": 4,
+    }))  # fmt: skip
+    async with conn.transaction():  # hold the balance: the first transaction waits for it
+        await conn.execute('SELECT 1 FROM "CreditBalance" FOR UPDATE')
+        first = asyncio.ensure_future(coalescer.apply([usage("u", id="first", credits=1)]))
+        await asyncio.sleep(0.2)
+        rest = [asyncio.ensure_future(coalescer.apply([usage("u", id=f"m{n}", credits=1)])) for n in range(6)]
+        await asyncio.sleep(0.2)
+        assert not first.done() and coalescer._running == 1  # one in flight, six waiting
+    await asyncio.gather(first, *rest)
+
+    groups = await conn.fetch(
+        "SELECT array_agg(event_id ORDER BY event_id) AS ids FROM worker.event_log GROUP BY processed_at"
+        " ORDER BY min(processed_at)"
+    )
+    # no more than micro_batch_max_events per transaction, in arrival order
+    assert [g["ids"] for g in groups] == [["first"], ["m0", "m1", "m2", "m3"], ["m4", "m5"]]
+    assert await balance(conn, "u") == 93

@@ -19,6 +19,7 @@ from tests.integration.helpers import (
     usage,
     usage_rows,
 )  # fmt: skip
+from worker.ledger import apply as apply_module
 from worker.ledger.apply import apply_usage_batch
 from worker.ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY
 from worker.repo.reconcile import find_balance_drift
@@ -96,6 +97,39 @@ async def test_same_key_with_a_different_payload_is_an_idempotency_conflict(conn
     assert await balance(conn, "u") == 95
     [stored] = await rejections(conn, "k")
     assert stored["reason"] == "idempotency_conflict" and stored["payload"]["credits"] == 50
+
+
+async def test_a_replay_is_settled_by_its_raw_hash_without_validating_again(conn, settings, monkeypatch):
+    await make_user(conn, "u", credits=100)
+    events = [usage("u", credits=1) for _ in range(5)]
+    assert await apply(conn, settings, *events) == [(APPLIED, None)] * 5
+
+    validated = []
+    adapter = apply_module.usage_event_adapter
+    monkeypatch.setattr(apply_module, "usage_event_adapter", type("Counting", (), {
+        "validate_python": staticmethod(lambda raw: validated.append(raw) or adapter.validate_python(raw)),
+    }))  # fmt: skip
+    assert await apply(conn, settings, *events) == [(DUPLICATE, None)] * 5
+    assert validated == []
+
+    # the same events spelled differently (key order, time zone) are validated, then still duplicates
+    respelled = [{**dict(reversed(e.items())), "occurredAt": e["occurredAt"].replace("+00:00", "Z")}
+                 for e in events]  # fmt: skip
+    assert await apply(conn, settings, *respelled) == [(DUPLICATE, None)] * 5
+    assert len(validated) == 5
+    # and a changed payload under a decided id is still a conflict, not a duplicate
+    assert await apply(conn, settings, {**events[0], "credits": 2}) == [(REJECTED, "idempotency_conflict")]
+    assert await balance(conn, "u") == 95
+
+
+async def test_events_decided_before_raw_hashes_were_recorded_replay_as_duplicates(conn, settings):
+    await make_user(conn, "u", credits=100)
+    event = usage("u", id="old", credits=7)
+    await apply(conn, settings, event)
+    await conn.execute("UPDATE worker.event_log SET raw_hash = NULL")
+    assert await apply(conn, settings, event) == [(DUPLICATE, None)]
+    assert await apply(conn, settings, {**event, "credits": 8}) == [(REJECTED, "idempotency_conflict")]
+    assert await balance(conn, "u") == 93
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,7 @@ async def _apply_one(
     try:
         async with conn.transaction():
             claimed = await ledger_repo.claim_events(
-                conn, [(key, event.type, payload_hash, event.clerkUserId)]
+                conn, [(key, event.type, payload_hash, event.clerkUserId, None)]
             )
             if claimed:
                 return await family.apply(conn, event, settings)

@@ -1,7 +1,11 @@
 """Apply a batch of usage-family events, with an outcome per event.
 
-    parse -> [transaction: skip known duplicates -> lock balances (sorted) -> find refund
-              targets -> claim idempotency keys -> decide (pure) -> write ledger + rejections]
+    look up decided ids -> settle replays (raw hash) -> parse the rest -> settle conflicts ->
+    [transaction: lock balances (sorted) -> find refund targets -> claim idempotency keys ->
+     decide (pure) -> write ledger + rejections]
+
+A replayed event whose raw JSON hashes to what was recorded when it was first decided is a
+duplicate at once: replays cost a hash and an index lookup per event, no validation, no lock.
 
 The first transaction takes only balances nobody else holds (SKIP LOCKED); the events of users
 another batch is busy with follow in a second transaction that waits for those locks. Either
@@ -15,6 +19,7 @@ wait (unknown user, refund before its usage) are not claimed and come back as `r
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +27,7 @@ from typing import Any
 import asyncpg
 from pydantic import TypeAdapter, ValidationError
 
+from .. import codec
 from ..events import (
     EventId,
     UsageRecorded,
@@ -74,19 +80,47 @@ def _claimed_id(raw: Any) -> str | None:
         return None
 
 
+def _raw_id(raw: Any) -> str | None:
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def _raw_type(raw: Any) -> str | None:
     value = raw.get("type") if isinstance(raw, dict) else None
     return value[:64] if isinstance(value, str) else None
 
 
+_LOOKUP_ID = re.compile(r"[A-Za-z0-9_:.\-]{1,191}").fullmatch  # EventId's rule, cheaply
+
+
 class _Batch:
     """One message's (or one coalesced group's) events while they are being applied."""
 
-    def __init__(self, size: int) -> None:
-        self.outcomes: list[Outcome | None] = [None] * size
+    def __init__(self, raw_events: Sequence[Any]) -> None:
+        self.raw_events = raw_events
+        self.outcomes: list[Outcome | None] = [None] * len(raw_events)
         self.events: dict[int, LedgerEvent] = {}  # index -> valid, not yet decided
-        self.hashes: dict[int, str] = {}
+        self.hashes: dict[int, str] = {}  # index -> payload hash of the validated event
+        self.raw_hashes: list[str | None] = [codec.raw_hash(raw) for raw in raw_events]
         self.rejections: list[tuple] = []  # written by the next transaction
+
+    def lookup_ids(self) -> list[str]:
+        """The raw events' ids that could have been decided before (valid idempotency keys)."""
+        ids = {_raw_id(raw) for raw in self.raw_events}
+        return [i for i in ids if i is not None and _LOOKUP_ID(i)]
+
+    def settle_replayed(self, recorded: dict[str, tuple[str, str | None]]) -> list[int]:
+        """Events that arrive exactly as they were when first decided are duplicates; returns
+        the indexes of the others (new events, or a decided id with other raw JSON)."""
+        rest = []
+        for i, raw in enumerate(self.raw_events):
+            key = _raw_id(raw) if recorded else None
+            seen = recorded.get(key) if key is not None else None
+            if seen is not None and seen[1] is not None and seen[1] == self.raw_hashes[i]:
+                self.outcomes[i] = Outcome(key, DUPLICATE)
+            else:
+                rest.append(i)
+        return rest
 
     def settle_seen(self, indexes: list[int], recorded: dict[str, str]) -> None:
         """Events already decided: a duplicate (same payload) or an idempotency conflict."""
@@ -101,10 +135,10 @@ class _Batch:
                 self.outcomes[i] = Outcome(event.id, REJECTED, "idempotency_conflict")
 
 
-def _parse(raw_events: Sequence[Any]) -> _Batch:
-    batch = _Batch(len(raw_events))
+def _parse(batch: _Batch, indexes: list[int]) -> None:
     first_index: dict[str, int] = {}
-    for i, raw in enumerate(raw_events):
+    for i in indexes:
+        raw = batch.raw_events[i]
         try:
             event = usage_event_adapter.validate_python(raw)
         except ValidationError as exc:
@@ -125,7 +159,6 @@ def _parse(raw_events: Sequence[Any]) -> _Batch:
             continue
         first_index[event.id] = i
         batch.events[i] = event
-    return batch
 
 
 async def _apply_pass(
@@ -136,13 +169,6 @@ async def _apply_pass(
     events = batch.events
     deferred: dict[int, LedgerEvent] = {}
     async with conn.transaction():
-        # A decided event never becomes undecided, so duplicates are found before any lock is
-        # taken: a replay costs one index lookup, not balance locks. A first delivery racing
-        # with its twin is still settled by the claim below.
-        if events and not wait_for_locks:
-            recorded = await repo.find_event_hashes(conn, [e.id for e in events.values()])
-            batch.settle_seen([i for i, e in events.items() if e.id in recorded], recorded)
-
         users = {e.clerkUserId for e in events.values()}
         lock = repo.lock_accounts if wait_for_locks else repo.lock_free_accounts
         accounts = await lock(conn, users) if users else {}
@@ -168,7 +194,7 @@ async def _apply_pass(
         if events:
             hashes = batch.hashes
             claimed = await repo.claim_events(
-                conn, [(e.id, e.type, hashes[i], e.clerkUserId) for i, e in events.items()]
+                conn, [(e.id, e.type, hashes[i], e.clerkUserId, batch.raw_hashes[i]) for i, e in events.items()]
             )
             raced = [i for i, e in events.items() if e.id not in claimed]
             if raced:
@@ -198,7 +224,16 @@ async def apply_usage_batch(
     """Apply a batch: first the users no other transaction is busy with (without waiting), then,
     in a second transaction that waits for their locks, the users that were busy. Concurrent
     batches over overlapping users thus run side by side instead of one after the other."""
-    batch = _parse(raw_events)
+    batch = _Batch(raw_events)
+    # A decided event never becomes undecided, so known ids are looked up before anything else,
+    # outside the transaction: replays are settled without validation or locks. A first
+    # delivery racing with its twin is still settled by the claim.
+    ids = batch.lookup_ids()
+    recorded = await repo.find_decided_events(conn, ids) if ids else {}
+    _parse(batch, batch.settle_replayed(recorded))
+    if recorded:
+        seen = [i for i, e in batch.events.items() if e.id in recorded]
+        batch.settle_seen(seen, {key: hashes[0] for key, hashes in recorded.items()})
     deferred = await _apply_pass(conn, batch, settings, wait_for_locks=False)
     if deferred:
         batch.events = deferred

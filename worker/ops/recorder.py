@@ -137,17 +137,13 @@ class OpsStats(Middleware):
 
     def observe_batch(self, queue: str, outcomes: Iterable[_Outcome], published_at_ms: Any) -> None:
         """Ledger outcomes of one message's events, once its transaction committed."""
-        totals: list[tuple[str, int]] = []
-        rates: list[tuple[str, int]] = []
-        size = 0
-        decided = False
-        for outcome in outcomes:
-            size += 1
-            reason = (outcome.reason or "") if outcome.status in ("rejected", "retry") else ""
-            totals.append((field("events", queue, outcome.status, reason), 1))
-            if outcome.status != "retry":
-                decided = True
-                rates.append((outcome.status, 1))
+        kinds = Counter(
+            (o.status, (o.reason or "") if o.status in ("rejected", "retry") else "") for o in outcomes
+        )
+        totals = [(field("events", queue, status, reason), n) for (status, reason), n in kinds.items()]
+        rates = [(status, n) for (status, _), n in kinds.items() if status != "retry"]
+        size = sum(kinds.values())
+        decided = bool(rates)
         totals += self._histogram("batch_size", (queue,), size, BATCH_SIZE_BUCKETS)
         if (
             decided

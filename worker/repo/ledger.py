@@ -48,20 +48,25 @@ async def find_refund_targets(conn: asyncpg.Connection, usage_ids: Sequence[str]
 
 
 async def claim_events(
-    conn: asyncpg.Connection, claims: Sequence[tuple[str, str, str, str]]
+    conn: asyncpg.Connection, claims: Sequence[tuple[str, str, str, str, str | None]]
 ) -> set[str]:
-    """claims: (event_id, type, payload_hash, clerk_user_id). Returns the ids this call took."""
-    ordered = sorted(claims)
-    rows = await db.fetch(
-        conn, "claim_events",
-        [c[0] for c in ordered], [c[1] for c in ordered], [c[2] for c in ordered], [c[3] for c in ordered],
-    )  # fmt: skip
+    """claims: (event_id, type, payload_hash, clerk_user_id, raw_hash). Returns the ids taken."""
+    ordered = sorted(claims, key=lambda c: c[0])
+    rows = await db.fetch(conn, "claim_events", *_columns(ordered, 5))
     return {r["event_id"] for r in rows}
 
 
 async def find_event_hashes(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, str]:
     rows = await db.fetch(conn, "find_event_hashes", list(event_ids))
     return {r["event_id"]: r["payload_hash"] for r in rows}
+
+
+async def find_decided_events(
+    conn: asyncpg.Connection, event_ids: Sequence[str]
+) -> dict[str, tuple[str, str | None]]:
+    """event_id -> (payload_hash, raw_hash) of the events already decided."""
+    rows = await db.fetch(conn, "find_decided_events", list(event_ids))
+    return {r["event_id"]: (r["payload_hash"], r["raw_hash"]) for r in rows}
 
 
 def _columns(rows: Sequence[tuple], width: int) -> list[list]:

@@ -1,0 +1,76 @@
+"""JSON on the hot path: message decoding and the canonical payload hash, with msgspec.
+
+Measured (docs/performance.md): the standard library's `json` was a third of the worker's CPU
+on replays — decoding messages in dramatiq and `json.dumps(sort_keys=True)` for every payload
+hash. msgspec does both several times faster, with the same results:
+
+* **Decoding** accepts exactly what `json.loads` accepts. msgspec refuses a few inputs the
+  standard library takes (`NaN`, `Infinity`, numbers too large for a double, lone surrogates);
+  those messages are decoded by `json.loads` instead, so no message that decoded before fails
+  now. The non-finite numbers it returns are `NonFinite` floats, which `canonical` refuses.
+* **Canonical JSON** is compact, keys sorted, UTF-8 unescaped: the same bytes as
+  `json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` except for the
+  spelling of floats with an exponent (`1e20` instead of `1e+20`) — stable either way, since
+  hashes are compared with hashes made by this same function.
+
+Encoding messages stays with the standard library (dramatiq's `JSONEncoder`): it happens once
+per message on the publishing side, and msgspec would silently write `NaN` as `null`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import msgspec
+from dramatiq.encoder import DecodeError, JSONEncoder, MessageData
+
+
+class NonFinite(float):
+    """NaN or ±Infinity from a message: valid for `json.loads`, never for a canonical hash."""
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"no canonical JSON for {type(value).__name__}")
+
+
+_decoder = msgspec.json.Decoder()
+_canonical = msgspec.json.Encoder(order="sorted", enc_hook=_refuse)
+
+
+def decode(data: bytes | str) -> Any:
+    """`json.loads`, fast. Raises ValueError (json.JSONDecodeError or UnicodeDecodeError)."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text, parse_constant=NonFinite)
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical JSON bytes of a JSON value. TypeError for anything else (or a NonFinite)."""
+    return _canonical.encode(value)
+
+
+def payload_hash(value: Any) -> str:
+    """sha256 (hex) of the canonical JSON: the idempotency check's payload fingerprint."""
+    return hashlib.sha256(canonical(value)).hexdigest()
+
+
+def raw_hash(raw: Any) -> str | None:
+    """`payload_hash` of an event as it arrived, or None when it has no canonical JSON."""
+    try:
+        return payload_hash(raw)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+class MessageEncoder(JSONEncoder):
+    """dramatiq's JSON encoder with a fast decoder (installed in worker/broker.py)."""
+
+    def decode(self, data: bytes) -> MessageData:
+        try:
+            return decode(data)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise DecodeError(f"failed to decode message {data!r}", data, exc) from None
