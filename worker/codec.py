@@ -48,6 +48,22 @@ def decode(data: bytes | str) -> Any:
         return json.loads(text, parse_constant=NonFinite)
 
 
+_compact = msgspec.json.Encoder(enc_hook=_refuse)
+
+
+def compact(value: Any) -> bytes:
+    """Compact JSON of a JSON value (what is stored in a jsonb column). ValueError for NaN or
+    ±Infinity, which JSON cannot carry (msgspec would write them as `null`, so any output with
+    a `null` in it is checked by the standard library, which refuses them)."""
+    try:
+        data = _compact.encode(value)
+    except (TypeError, OverflowError):
+        data = b""
+    if not data or b"null" in data:
+        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return data
+
+
 def canonical(value: Any) -> bytes:
     """Canonical JSON bytes of a JSON value. TypeError for anything else (or a NonFinite)."""
     return _canonical.encode(value)

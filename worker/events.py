@@ -7,7 +7,6 @@ once. `docs/events.schema.json` is generated from these models (`pedro-worker sc
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
@@ -26,7 +25,7 @@ from pydantic import (
     field_validator,
 )
 
-from .codec import payload_hash
+from .codec import compact, payload_hash
 
 MAX_DETAILS_BYTES = 16 * 1024
 INT32_MAX = 2**31 - 1
@@ -82,12 +81,12 @@ class _Event(BaseModel):
 def _check_json(value: dict[str, Any] | None, limit: int, what: str) -> dict[str, Any] | None:
     if value is not None:
         try:
-            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            data = compact(value)
         except ValueError:
             raise ValueError(f"{what} must not contain NaN or Infinity") from None
-        if len(text.encode()) > limit:
-            raise ValueError(f"{what} is {len(text.encode())} bytes, the limit is {limit}")
-        if "\\u0000" in text:  # PostgreSQL's jsonb cannot store NUL characters
+        if len(data) > limit:
+            raise ValueError(f"{what} is {len(data)} bytes, the limit is {limit}")
+        if b"\\u0000" in data:  # PostgreSQL's jsonb cannot store NUL characters
             raise ValueError(f"{what} must not contain NUL characters")
     return value
 

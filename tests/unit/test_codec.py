@@ -70,3 +70,14 @@ def _leaves(value):
             yield from _leaves(v)
     else:
         yield value
+
+
+@pytest.mark.parametrize("value", [{"n": float("nan")}, {"n": [1, float("inf")]}, {"n": codec.NonFinite("-inf")}])
+def test_compact_json_refuses_what_json_cannot_carry(value):
+    with pytest.raises(ValueError):
+        codec.compact(value)
+
+
+@given(json_values)
+def test_compact_json_reads_back_as_the_same_value(value):
+    assert json.loads(codec.compact(value)) == value

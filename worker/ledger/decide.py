@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
+from ..codec import compact
 from ..events import INT32_MAX, CreditsAdjusted, UsageRecorded, UsageRefunded
 
 LedgerEvent = UsageRecorded | UsageRefunded | CreditsAdjusted
@@ -140,7 +141,7 @@ class _Decider:
             self.batch_usages[event.id] = None
             return
         account = self.accounts[event.clerkUserId]
-        details = json.dumps(event.details, separators=(",", ":")) if event.details is not None else None
+        details = compact(event.details).decode() if event.details is not None else None
         self.plan.usage_rows.append(
             (event.id, account.user_id, account.balance_id, op, cost, details,
              _naive_utc(event.occurredAt, self.now))
