@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PATHS = ("a", "b", "b_part", "c", "d", "e", "f", "latency", "scale")
+PATHS = ("a", "a1", "b", "b_part", "c", "d", "e", "f", "latency", "scale")
 
 # (full, quick) defaults; an explicit option always wins.
 _PRESETS: dict[str, tuple[Any, Any]] = {
-    "events": (100_000, 10_000),
+    "events": (200_000, 10_000),
     "single_events": (20_000, 2_000),
     "latency_seconds": (15.0, 3.0),
     "scale_out": ("1,2,4", "1,2,4"),
@@ -45,7 +45,7 @@ class BenchOptions:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small counts: the whole run in under a minute")
-    p.add_argument("--events", type=int, help="events for the batch paths (b), (c), (f) [100000; quick 10000]")
+    p.add_argument("--events", type=int, help="events for the batch paths (b), (c), (f) [200000; quick 10000]")
     p.add_argument("--single-events", type=int,
                    help="events for the per-event paths (a), (d), (e) [20000; quick 2000]")  # fmt: skip
     p.add_argument("--users", type=int, default=10_000, help="users seeded (default 10000)")

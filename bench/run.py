@@ -107,10 +107,11 @@ class Bench:
             self.report.rss_per_process_mb = max(self.report.rss_per_process_mb, fleet.rss.per_process_mb)
             self.report.rss_fleet_mb = max(self.report.rss_fleet_mb, fleet.rss.fleet_mb)
 
-    def _lanes(self, job: str, dsn: str, items: list, events: int, dealt: list[list] | None = None
-               ) -> tuple[Any, CpuUse]:  # fmt: skip
+    def _lanes(self, job: str, dsn: str, items: list, events: int, dealt: list[list] | None = None,
+               lanes: tuple[int, int] | None = None) -> tuple[Any, CpuUse]:  # fmt: skip
+        processes, connections = lanes or (self.opts.processes, self.opts.connections)
         result = run_lanes(
-            job, dsn, items, processes=self.opts.processes, connections=self.opts.connections,
+            job, dsn, items, processes=processes, connections=connections,
             settings=self.lanes_settings, log_path=self.logs / f"lanes-{job}.log",
             timeout_s=self._timeout(events), snapshot=self.meter.snapshot, dealt=dealt,
         )  # fmt: skip
@@ -156,15 +157,18 @@ class Bench:
 
     # --- paths -------------------------------------------------------------------------------------
 
-    def baseline(self, dist: str) -> None:
+    def baseline(self, dist: str, *, one_connection: bool = False) -> None:
+        """(a) at the workers' concurrency (processes x connections), or on one connection: a
+        consumer that applies one event at a time, the figure the issue quotes (1-2k/s)."""
+        path = "a1" if one_connection else "a"
         dsn = aio(self.servers.new_database())
-        events = self.workload.events(f"a-{dist}", self.opts.single_events, dist)
-        result, cpu = self._lanes("baseline", dsn, events, len(events))
+        events = self.workload.events(f"{path}-{dist}", self.opts.single_events, dist)
+        result, cpu = self._lanes("baseline", dsn, events, len(events), lanes=(1, 1) if one_connection else None)
         expected = Expected(self.workload.clerk_ids)
         expected.apply(events)
-        label = f"(a) naive baseline, {dist}"
+        label = f"(a) naive baseline{' on one connection' if one_connection else ''}, {dist}"
         verified = self._check(label, lambda: verify_baseline(dsn, expected, label))
-        self._record("a", dist, len(events), result.seconds, verified, cpu)
+        self._record(path, dist, len(events), result.seconds, verified, cpu)
         aio(self.servers.drop_database(dsn))
 
     def ceiling(self, dist: str) -> None:
@@ -305,6 +309,8 @@ class Bench:
             say(f"distribution {dist}:")
             if "a" in paths:
                 self.baseline(dist)
+            if "a1" in paths:
+                self.baseline(dist, one_connection=True)
             if "b" in paths:
                 self.ceiling(dist)
             if "b_part" in paths:

@@ -181,11 +181,11 @@ async def _apply_pass(
                 batch.outcomes[i] = Outcome(event.id, RETRY, "unknown_user")
                 del events[i]
 
-        refund_ids = {e.refundOf for e in events.values() if isinstance(e, UsageRefunded)}
+        refund_ids = {e.refundOf for e in events.values() if type(e) is UsageRefunded}
         targets = await repo.find_refund_targets(conn, sorted(refund_ids)) if refund_ids else {}
-        batch_usages = {e.id for e in events.values() if isinstance(e, UsageRecorded)}
+        batch_usages = {e.id for e in events.values() if type(e) is UsageRecorded}
         for i, event in list(events.items()):
-            if isinstance(event, UsageRefunded) and event.refundOf not in batch_usages:
+            if type(event) is UsageRefunded and event.refundOf not in batch_usages:
                 target = targets[event.refundOf]
                 if target.credits_used is None and not target.decided:
                     batch.outcomes[i] = Outcome(event.id, RETRY, "refund_before_usage")
@@ -200,7 +200,7 @@ async def _apply_pass(
             if raced:
                 batch.settle_seen(raced, await repo.find_event_hashes(conn, [events[i].id for i in raced]))
 
-        needs_costs = any(isinstance(e, UsageRecorded) and e.credits is None for e in events.values())
+        needs_costs = any(type(e) is UsageRecorded and e.credits is None for e in events.values())
         plan = decide(
             list(events.values()),
             accounts=accounts,

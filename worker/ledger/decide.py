@@ -201,15 +201,17 @@ def decide(
     """Decide every event (all claimed, all with a known account). Refunds whose usage is in the
     same batch are decided right after that usage, whatever their own timestamps say."""
     decider = _Decider(accounts, targets, feature_costs, default_costs, policy, now or datetime.now(UTC))
-    in_batch_usages = {e.id for e in events if isinstance(e, UsageRecorded)}
+    in_batch_usages = {e.id for e in events if type(e) is UsageRecorded}
     waiting: dict[str, list[UsageRefunded]] = defaultdict(list)
 
     def run(event: LedgerEvent) -> None:
-        if isinstance(event, UsageRecorded):
+        # `type(...) is`, not isinstance: pydantic's metaclass is an ABCMeta, whose isinstance
+        # check was 4 % of the worker's CPU on batch messages.
+        if type(event) is UsageRecorded:
             decider.usage(event)
             for refund in waiting.pop(event.id, []):
                 run(refund)
-        elif isinstance(event, UsageRefunded):
+        elif type(event) is UsageRefunded:
             if event.refundOf in in_batch_usages and event.refundOf not in decider.batch_usages:
                 waiting[event.refundOf].append(event)
             else:

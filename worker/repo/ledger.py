@@ -11,10 +11,8 @@ from ..ledger.decide import Account, Plan, RefundTarget
 
 
 def _accounts(rows: Sequence[asyncpg.Record]) -> dict[str, Account]:
-    return {
-        r["clerk_user_id"]: Account(r["balance_id"], r["user_id"], r["clerk_user_id"], r["balance"])
-        for r in rows
-    }
+    # the queries select (balance_id, user_id, clerk_user_id, balance): Account's field order
+    return {r[2]: Account(*r) for r in rows}
 
 
 async def lock_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> dict[str, Account]:
