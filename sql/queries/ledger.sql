@@ -65,12 +65,13 @@ RETURNING event_id
 
 -- find_event_hashes --
 -- The recorded payload hash of events already decided. $1 event ids text[]
-SELECT event_id, payload_hash FROM worker.event_log WHERE event_id = ANY($1::text[])
+-- (worker.decided_events: planned per call, so always by primary key: migration 0004)
+SELECT event_id, payload_hash FROM worker.decided_events($1::text[])
 
 -- find_decided_events --
 -- Both recorded hashes of events already decided: a raw hash that matches makes a replayed
 -- event a duplicate before it is validated again. $1 event ids text[]
-SELECT event_id, payload_hash, raw_hash FROM worker.event_log WHERE event_id = ANY($1::text[])
+SELECT event_id, payload_hash, raw_hash FROM worker.decided_events($1::text[])
 
 -- write_ledger --
 -- Everything a batch applies, in one statement: usage rows, journal movements, openings and
