@@ -22,6 +22,7 @@ from tests.integration.helpers import (
 from worker.ledger import apply as apply_module
 from worker.ledger.apply import apply_usage_batch
 from worker.ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY
+from worker.repo.ledger import find_decided_events
 from worker.repo.reconcile import find_balance_drift
 
 
@@ -252,3 +253,19 @@ async def test_a_batch_applies_free_users_at_once_and_waits_only_for_busy_ones(c
     assert [o.status for o in result.outcomes] == [APPLIED, APPLIED]
     assert await balance(conn, "busy") == 99
     assert await find_balance_drift(conn) == []
+
+
+async def test_decided_event_lookups_use_the_primary_key_even_on_stale_statistics(conn):
+    await conn.execute("ANALYZE worker.event_log")  # the statistics now say: empty
+    for _ in range(10):  # long enough for a prepared statement to settle on a generic plan
+        await find_decided_events(conn, ["not-yet"])
+    await conn.execute("""INSERT INTO worker.event_log (event_id, event_type, payload_hash)
+                          SELECT 'e' || g, 'usage.recorded', 'h' FROM generate_series(1, 100000) g""")  # fmt: skip
+    scans = "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relid = 'worker.event_log'::regclass"
+    async with conn.transaction():
+        before = await conn.fetchrow(scans)
+        found = await find_decided_events(conn, ["e1", "e50000", "e99999"])
+        after = await conn.fetchrow(scans)
+    assert sorted(found) == ["e1", "e50000", "e99999"]
+    assert after["seq_scan"] == before["seq_scan"]  # a generic plan would scan all 100,000 rows
+    assert after["idx_scan"] > before["idx_scan"]
