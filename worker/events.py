@@ -30,9 +30,10 @@ from .codec import compact, payload_hash
 MAX_DETAILS_BYTES = 16 * 1024
 INT32_MAX = 2**31 - 1
 
+EVENT_ID_CHARS, EVENT_ID_MAX = r"A-Za-z0-9_:.\-", 191
 EventId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=191, pattern=r"^[A-Za-z0-9_:.\-]+$"),
+    StringConstraints(min_length=1, max_length=EVENT_ID_MAX, pattern=rf"^[{EVENT_ID_CHARS}]+$"),
     Field(description="Idempotency key: 1-191 characters of [A-Za-z0-9_:.-]."),
 ]
 ClerkUserId = Annotated[str, StringConstraints(min_length=1, max_length=191, pattern=r"^[A-Za-z0-9_\-]+$")]

@@ -63,14 +63,11 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 
--- find_event_hashes --
--- The recorded payload hash of events already decided. $1 event ids text[]
--- (worker.decided_events: planned per call, so always by primary key: migration 0004)
-SELECT event_id, payload_hash FROM worker.decided_events($1::text[])
-
 -- find_decided_events --
--- Both recorded hashes of events already decided: a raw hash that matches makes a replayed
--- event a duplicate before it is validated again. $1 event ids text[]
+-- The recorded hashes of events already decided: the payload hash (same payload: a duplicate,
+-- else an idempotency conflict) and the raw hash (a replay that matches it is a duplicate
+-- before it is validated again). worker.decided_events is planned per call, so it always uses
+-- the primary key (migration 0004). $1 event ids text[]
 SELECT event_id, payload_hash, raw_hash FROM worker.decided_events($1::text[])
 
 -- write_ledger --

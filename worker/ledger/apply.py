@@ -29,6 +29,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from .. import codec
 from ..events import (
+    EVENT_ID_CHARS,
+    EVENT_ID_MAX,
     EventId,
     UsageRecorded,
     UsageRefunded,
@@ -90,7 +92,7 @@ def _raw_type(raw: Any) -> str | None:
     return value[:64] if isinstance(value, str) else None
 
 
-_LOOKUP_ID = re.compile(r"[A-Za-z0-9_:.\-]{1,191}").fullmatch  # EventId's rule, cheaply
+_LOOKUP_ID = re.compile(rf"[{EVENT_ID_CHARS}]{{1,{EVENT_ID_MAX}}}").fullmatch  # EventId's rule, cheaply
 
 
 class _Batch:

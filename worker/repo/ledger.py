@@ -54,17 +54,17 @@ async def claim_events(
     return {r["event_id"] for r in rows}
 
 
-async def find_event_hashes(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, str]:
-    rows = await db.fetch(conn, "find_event_hashes", list(event_ids))
-    return {r["event_id"]: r["payload_hash"] for r in rows}
-
-
 async def find_decided_events(
     conn: asyncpg.Connection, event_ids: Sequence[str]
 ) -> dict[str, tuple[str, str | None]]:
     """event_id -> (payload_hash, raw_hash) of the events already decided."""
     rows = await db.fetch(conn, "find_decided_events", list(event_ids))
     return {r["event_id"]: (r["payload_hash"], r["raw_hash"]) for r in rows}
+
+
+async def find_event_hashes(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, str]:
+    """event_id -> payload_hash of the events already decided."""
+    return {key: hashes[0] for key, hashes in (await find_decided_events(conn, event_ids)).items()}
 
 
 def _columns(rows: Sequence[tuple], width: int) -> list[list]:
