@@ -162,14 +162,18 @@ class ChaosRun:
         with EmbeddedPostgres() as pg, EmbeddedRedis(appendfsync="always") as rd:
             self.pg, self.rd = pg, rd
             asyncio.run(self._prepare(pg.url, workload.seeded_users))
+            # The workload moves some events far behind the ones that depend on them (a user's
+            # first usage up to ~45k events, ~50 s, before its user.created): with backoff capped
+            # at 2 s, give waiting events the whole publish window plus 60 s before dead-lettering.
+            retries = int(cfg.publish_seconds / 2) + 30
             settings = Settings(
                 database_url=SecretStr(pg.url), redis_url=SecretStr(rd.url), redis_namespace=self.namespace,
-                overdraft_policy="allow", min_backoff_ms=200, max_backoff_ms=2_000, max_retries=30,
+                overdraft_policy="allow", min_backoff_ms=200, max_backoff_ms=2_000, max_retries=retries,
                 heartbeat_timeout_ms=4_000, maintenance_chance=200_000,
             )  # fmt: skip
             env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": rd.url,
                    "PEDRO_REDIS_NAMESPACE": self.namespace, "PEDRO_OVERDRAFT_POLICY": "allow",
-                   "PEDRO_MIN_BACKOFF_MS": "200", "PEDRO_MAX_BACKOFF_MS": "2000", "PEDRO_MAX_RETRIES": "30",
+                   "PEDRO_MIN_BACKOFF_MS": "200", "PEDRO_MAX_BACKOFF_MS": "2000", "PEDRO_MAX_RETRIES": str(retries),
                    "PEDRO_HEARTBEAT_TIMEOUT_MS": "4000", "PEDRO_MAINTENANCE_CHANCE": "200000",
                    "PEDRO_LOG_LEVEL": "WARNING", "dramatiq_queue_prefetch": "16"}  # fmt: skip
             self.workers = [WorkerProcess(env, cfg.threads, cfg.log_dir / f"worker-{n}.log") for n in range(cfg.workers)]
