@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import asyncpg
 import dramatiq
+import dramatiq.errors
 import redis
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
@@ -178,6 +180,43 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class _EnqueueThroughOutages:
+    """The broker, except that `enqueue` waits out a Redis outage instead of failing.
+
+    dramatiq's `Retries` re-enqueues a failed message and the worker then acknowledges the
+    original, retrying the acknowledgement until Redis answers again. If Redis is down when the
+    retry copy is enqueued, `Retries` fails, the error is logged and swallowed, and the original
+    is still acknowledged once Redis is back: the message is gone. (The chaos run found this: a
+    Redis kill -9 landed between a billing message's commit and its retry, and 5 waiting events
+    were lost.) Waiting here — as dramatiq already does for acknowledgements — keeps the original
+    unacknowledged until its copy is stored; a worker killed meanwhile leaves it in Redis, to be
+    redelivered.
+    """
+
+    def __init__(self, broker: dramatiq.Broker, pause_s: float = 0.5) -> None:
+        self._broker = broker
+        self._pause_s = pause_s
+
+    def __getattr__(self, name: str):
+        return getattr(self._broker, name)
+
+    def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
+        while True:
+            try:
+                return self._broker.enqueue(message, delay=delay)
+            except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.BrokerConnectionError) as exc:
+                log.warning("retry_enqueue_waiting_for_redis", message_id=message.message_id,
+                            error=type(exc).__name__)  # fmt: skip
+                time.sleep(self._pause_s)
+
+
+class DurableRetries(Retries):
+    """`Retries` whose retry copy is stored before the original can be acknowledged."""
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        super().after_process_message(_EnqueueThroughOutages(broker), message, result=result, exception=exception)
+
+
 def retry_policy(settings: Settings):
     """dramatiq `retry_when`: outages get `infra_max_retries`, everything else `max_retries`."""
 
@@ -200,7 +239,7 @@ def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
         CurrentMessage(),
         DeadLetterReason(),
         OpsStats(settings),  # before Retries too: it counts retried vs. dead-lettered
-        Retries(
+        DurableRetries(
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
             max_backoff=settings.max_backoff_ms,

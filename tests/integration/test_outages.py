@@ -78,3 +78,32 @@ async def test_sigterm_mid_stream_leaves_no_half_written_batch(conn, database_ur
         worker.drain()
     assert await count(conn, "worker.journal") == 20_000
     assert await balance(conn, "u") == 980_000
+
+
+def test_a_retry_enqueued_while_redis_is_down_is_stored_before_the_original_is_acknowledged(settings):
+    from dramatiq.broker import MessageProxy
+
+    from worker.broker import DurableRetries
+    from worker.embedded import EmbeddedRedis
+    from worker.errors import RetryLater
+    from worker.publisher import build_message
+
+    with EmbeddedRedis(appendfsync="always") as rd:
+        settings = settings.model_copy(update={"redis_url": SecretStr(rd.url), "min_backoff_ms": 100})
+        broker = build_broker(settings, worker=False)
+        [retries] = [m for m in broker.middleware if isinstance(m, DurableRetries)]
+        client = redis.Redis.from_url(rd.url)
+        delayed = f"{settings.redis_namespace}:billing.DQ.msgs"
+
+        original = broker.enqueue(build_message("billing", [{"type": "billing.event", "id": "waits"}]))
+        rd.stop(kill=True)  # Redis dies between the message's outcome and its retry
+        comes_back = threading.Timer(1.5, rd.start)
+        comes_back.start()
+        try:
+            retries.after_process_message(broker, MessageProxy(original), exception=RetryLater(["unknown_user"]))
+        finally:
+            comes_back.join()  # so that the server is stopped with the block, whatever happened
+
+        # returned only once the copy was stored: acknowledging the original now loses nothing
+        assert client.hlen(delayed) == 1
+        broker.close()
