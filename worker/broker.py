@@ -201,12 +201,15 @@ class _EnqueueThroughOutages:
         return getattr(self._broker, name)
 
     def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
+        attempt = 0
         while True:
             try:
                 return self._broker.enqueue(message, delay=delay)
             except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.BrokerConnectionError) as exc:
-                log.warning("retry_enqueue_waiting_for_redis", message_id=message.message_id,
-                            error=type(exc).__name__)  # fmt: skip
+                if attempt % 60 == 0:  # once, then every ~30 s: an outage is not a flood of lines
+                    log.warning("retry_enqueue_waiting_for_redis", message_id=message.message_id,
+                                error=type(exc).__name__, attempts=attempt + 1)  # fmt: skip
+                attempt += 1
                 time.sleep(self._pause_s)
 
 
