@@ -124,11 +124,12 @@ class _Batch:
                 rest.append(i)
         return rest
 
-    def settle_seen(self, indexes: list[int], recorded: dict[str, str]) -> None:
+    def settle_seen(self, indexes: list[int], recorded: dict[str, tuple[str, str | None]]) -> None:
         """Events already decided: a duplicate (same payload) or an idempotency conflict."""
         for i in indexes:
             event = self.events.pop(i)
-            if recorded.get(event.id) == self.hashes[i]:
+            seen = recorded.get(event.id)
+            if seen is not None and seen[0] == self.hashes[i]:
                 self.outcomes[i] = Outcome(event.id, DUPLICATE)
             else:
                 self.rejections.append((event.id, event.type, "idempotency_conflict",
@@ -200,7 +201,7 @@ async def _apply_pass(
             )
             raced = [i for i, e in events.items() if e.id not in claimed]
             if raced:
-                batch.settle_seen(raced, await repo.find_event_hashes(conn, [events[i].id for i in raced]))
+                batch.settle_seen(raced, await repo.find_decided_events(conn, [events[i].id for i in raced]))
 
         needs_costs = any(type(e) is UsageRecorded and e.credits is None for e in events.values())
         plan = decide(
@@ -235,7 +236,7 @@ async def apply_usage_batch(
     _parse(batch, batch.settle_replayed(recorded))
     if recorded:
         seen = [i for i, e in batch.events.items() if e.id in recorded]
-        batch.settle_seen(seen, {key: hashes[0] for key, hashes in recorded.items()})
+        batch.settle_seen(seen, recorded)
     deferred = await _apply_pass(conn, batch, settings, wait_for_locks=False)
     if deferred:
         batch.events = deferred
