@@ -71,26 +71,36 @@ RETURNING event_id
 SELECT event_id, payload_hash, raw_hash FROM worker.decided_events($1::text[])
 
 -- write_ledger --
--- Everything a batch applies, in one statement: usage rows, journal movements, openings and
--- balances. Balance deltas come aggregated, one per balance row.
--- $1..$7 "UsageHistory": id text[], userId text[], creditBalanceId text[], operationType text[],
+-- Everything a batch decided, in one statement: the idempotency keys of its decided events
+-- (applied or rejected), usage rows, journal movements, openings and balances. Balance deltas
+-- come aggregated, one per balance row. Keys come sorted, so concurrent writers wait on each
+-- other in one order. No ON CONFLICT: a key decided since the batch's lookup (a twin that
+-- committed first) fails the statement and rolls the transaction back; the caller then settles
+-- that event as seen and runs the rest again (worker/ledger/apply.py).
+-- $1..$5 worker.event_log: event_id text[], event_type text[], payload_hash text[],
+--        clerk_user_id text[], raw_hash text[] (of the event as it arrived; NULL when it has none)
+-- $6..$12 "UsageHistory": id text[], userId text[], creditBalanceId text[], operationType text[],
 --        creditsUsed int[], details (JSON text) text[], timestamp timestamp[]
--- $8..$12 journal: event_id text[], user_id text[], kind text[], delta int[], refund_of text[]
--- $13..$14 openings: user_id text[], opening int[]
--- $15..$16 balances: "CreditBalance".id text[], delta int[]
-WITH usage_rows AS (
+-- $13..$17 journal: event_id text[], user_id text[], kind text[], delta int[], refund_of text[]
+-- $18..$19 openings: user_id text[], opening int[]
+-- $20..$21 balances: "CreditBalance".id text[], delta int[]
+WITH decided AS (
+    INSERT INTO worker.event_log (event_id, event_type, payload_hash, clerk_user_id, raw_hash)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    RETURNING 1
+), usage_rows AS (
     INSERT INTO "UsageHistory" ("id", "userId", "creditBalanceId", "operationType", "creditsUsed", "details", "timestamp")
     SELECT u.id, u.user_id, u.balance_id, u.op::"OperationType", u.credits, u.details::jsonb, u.ts
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::timestamp[])
+    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::timestamp[])
          AS u(id, user_id, balance_id, op, credits, details, ts)
     RETURNING 1
 ), journal_rows AS (
     INSERT INTO worker.journal (event_id, user_id, kind, delta, refund_of)
-    SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::int[], $12::text[])
+    SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::int[], $17::text[])
     RETURNING 1
 ), openings AS (
     INSERT INTO worker.balance_opening (user_id, opening)
-    SELECT * FROM unnest($13::text[], $14::int[])
+    SELECT * FROM unnest($18::text[], $19::int[])
     ON CONFLICT (user_id) DO NOTHING
     RETURNING 1
 ), balances AS (
@@ -98,11 +108,12 @@ WITH usage_rows AS (
     SET "creditsRemaining" = cb."creditsRemaining" + d.delta,
         "updatedAt" = CURRENT_TIMESTAMP,
         "lastSyncedAt" = CURRENT_TIMESTAMP
-    FROM unnest($15::text[], $16::int[]) AS d(id, delta)
+    FROM unnest($20::text[], $21::int[]) AS d(id, delta)
     WHERE cb.id = d.id
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM usage_rows) AS usage_rows,
+SELECT (SELECT count(*) FROM decided) AS decided,
+       (SELECT count(*) FROM usage_rows) AS usage_rows,
        (SELECT count(*) FROM journal_rows) AS journal_rows,
        (SELECT count(*) FROM openings) AS openings,
        (SELECT count(*) FROM balances) AS balances

@@ -22,6 +22,7 @@ from tests.integration.helpers import (
 from worker.ledger import apply as apply_module
 from worker.ledger.apply import apply_usage_batch
 from worker.ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY
+from worker.repo import ledger as repo_module
 from worker.repo.ledger import find_decided_events
 from worker.repo.reconcile import find_balance_drift
 
@@ -121,6 +122,81 @@ async def test_a_replay_is_settled_by_its_raw_hash_without_validating_again(conn
     # and a changed payload under a decided id is still a conflict, not a duplicate
     assert await apply(conn, settings, {**events[0], "credits": 2}) == [(REJECTED, "idempotency_conflict")]
     assert await balance(conn, "u") == 95
+
+
+async def test_a_twin_decided_after_the_lookup_is_a_duplicate_and_the_rest_still_applies(
+    conn, settings, monkeypatch
+):
+    """Another message carrying the same event commits between this batch's lookup and its
+    write: the write fails on the key, rolls back, and runs again without that event."""
+    await make_user(conn, "u", credits=100)
+    twin = usage("u", id="twin", credits=5)
+    await apply(conn, settings, twin)  # the other message, already committed
+    lookups = []
+    real_lookup = repo_module.find_decided_events
+
+    async def stale_first_lookup(connection, ids):
+        lookups.append(list(ids))
+        return {} if len(lookups) == 1 else await real_lookup(connection, ids)
+
+    monkeypatch.setattr(repo_module, "find_decided_events", stale_first_lookup)
+    changed = {**twin, "credits": 6, "id": "twin-2"}
+    outcomes = await apply(conn, settings, usage("u", id="other", credits=1), twin, changed)
+    assert outcomes == [(APPLIED, None), (DUPLICATE, None), (APPLIED, None)]
+    assert len(lookups) == 2  # the batch's lookup, then the one after the failed write
+    assert await balance(conn, "u") == 100 - 5 - 1 - 6
+    assert await count(conn, '"UsageHistory"') == 3 and await count(conn, "worker.event_log") == 3
+    assert await find_balance_drift(conn) == []
+
+
+async def test_a_unique_violation_without_a_twin_is_an_error_not_a_duplicate(conn, settings):
+    """A "UsageHistory" row the app wrote itself under the event's id is not a decided event."""
+    user_id = await make_user(conn, "u", credits=100)
+    balance_id = await conn.fetchval('SELECT id FROM "CreditBalance" WHERE "userId" = $1', user_id)
+    await conn.execute("""INSERT INTO "UsageHistory" (id, "userId", "creditBalanceId", "operationType",
+                          "creditsUsed", "timestamp") VALUES ('taken', $1, $2, 'AI_TEXT_CHAT', 1, now())""",
+                       user_id, balance_id)  # fmt: skip
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await apply(conn, settings, usage("u", id="taken", credits=5))
+    assert await balance(conn, "u") == 100 and await count(conn, "worker.event_log") == 0
+
+
+async def test_concurrent_deliveries_of_the_same_events_apply_each_once(database_url, conn, settings):
+    import asyncio
+
+    from worker import db
+
+    for n in range(5):
+        await make_user(conn, f"u{n}", credits=1000)
+    events = [usage(f"u{n % 5}", id=f"e{n}", credits=1) for n in range(200)]
+    workers = [await db.connect(database_url) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(
+            apply_usage_batch(c, events[k:] + events[:k], settings) for k, c in zip((0, 50, 100, 150), workers)
+        ))  # fmt: skip
+    finally:
+        for c in workers:
+            await c.close()
+    statuses = [o.status for result in results for o in result.outcomes]
+    assert statuses.count(APPLIED) == 200 and statuses.count(DUPLICATE) == 600
+    assert [await balance(conn, f"u{n}") for n in range(5)] == [1000 - 40] * 5
+    assert await count(conn, '"UsageHistory"') == 200
+    assert await find_balance_drift(conn) == []
+
+
+async def test_small_batches_run_on_generic_plans(conn, settings):
+    """One-event transactions would otherwise plan their statements on every call."""
+    from worker.db import QUERIES
+
+    for n in range(3):
+        await make_user(conn, f"u{n}", credits=100)
+    for n in range(20):
+        await apply(conn, settings, usage(f"u{n % 3}", credits=1))
+    plans = {r["statement"]: (r["generic_plans"], r["custom_plans"])
+             for r in await conn.fetch("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")}  # fmt: skip
+    for name in ("lock_free_accounts", "write_ledger"):
+        generic, custom = plans[QUERIES[name]]
+        assert (generic, custom) == (20, 0), name
 
 
 async def test_events_decided_before_raw_hashes_were_recorded_replay_as_duplicates(conn, settings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 import structlog
@@ -53,6 +54,18 @@ def test_every_named_query_has_a_description():
     assert {"lock_accounts", "claim_events", "write_ledger", "find_balance_drift"} <= set(QUERIES)
     undocumented = [name for name, sql in QUERIES.items() if not sql.startswith("-- ")]
     assert undocumented == []
+
+
+def test_no_named_query_leaves_session_state_behind():
+    """The pool skips asyncpg's reset query on release (worker/db.py), so no query may set
+    anything that outlives its transaction: session settings, session advisory locks, LISTEN,
+    cursors."""
+    session_state = re.compile(
+        r"\b(pg_(try_)?advisory_lock(_shared)?|set_config|LISTEN|DECLARE)\b|^\s*SET\s", re.I
+    )
+    for name, sql in QUERIES.items():
+        code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+        assert not session_state.search(code), name
 
 
 def test_a_query_name_may_not_be_defined_twice():

@@ -1,8 +1,8 @@
 """Apply a batch of usage-family events, with an outcome per event.
 
     look up decided ids -> settle replays (raw hash) -> parse the rest -> settle conflicts ->
-    [transaction: lock balances (sorted) -> find refund targets -> claim idempotency keys ->
-     decide (pure) -> write ledger + rejections]
+    [transaction: lock balances (sorted) -> find refund targets -> decide (pure) ->
+     write idempotency keys + ledger (one statement) -> rejections]
 
 A replayed event whose raw JSON hashes to what was recorded when it was first decided is a
 duplicate at once: replays cost a hash and an index lookup per event, no validation, no lock.
@@ -11,9 +11,11 @@ The first transaction takes only balances nobody else holds (SKIP LOCKED); the e
 another batch is busy with follow in a second transaction that waits for those locks. Either
 way a user's events are decided together, in one transaction.
 
-Nothing is claimed before its effects are decided, and the claim commits with them: a crash
-at any point rolls back everything, and the redelivered message starts over. Events that must
-wait (unknown user, refund before its usage) are not claimed and come back as `retry`.
+An event's idempotency key is written in the same statement as its effects, and commits with
+them: a crash at any point rolls back everything, and the redelivered message starts over. A
+twin decided between the lookup and that statement makes it fail on the key: the transaction
+rolls back and runs again without that event (`_apply_events`). Events that must wait
+(unknown user, refund before its usage) are not recorded and come back as `retry`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import asyncpg
 from pydantic import TypeAdapter, ValidationError
 
-from .. import codec
+from .. import codec, db
 from ..events import (
     EVENT_ID_CHARS,
     EVENT_ID_MAX,
@@ -45,6 +47,7 @@ from .decide import APPLIED, DUPLICATE, REJECTED, RETRY, LedgerEvent, Outcome, d
 log = get_logger("pedro.ledger")
 
 _MAX_STORED_PAYLOAD = 64 * 1024
+_RACE_ATTEMPTS = 3  # transactions per pass when twins keep being decided meanwhile
 
 
 @dataclass
@@ -168,10 +171,14 @@ async def _apply_pass(
     conn: asyncpg.Connection, batch: _Batch, settings: Settings, *, wait_for_locks: bool
 ) -> dict[int, LedgerEvent]:
     """One transaction over the batch's undecided events. Without `wait_for_locks`, users whose
-    balance another transaction holds are skipped: their events are returned, undecided."""
-    events = batch.events
+    balance another transaction holds are skipped: their events are returned, undecided.
+
+    The batch is changed only once the transaction committed, so a pass that fails can run again.
+    """
+    events = dict(batch.events)
+    settled: dict[int, Outcome] = {}
     deferred: dict[int, LedgerEvent] = {}
-    async with conn.transaction():
+    async with db.transaction(conn, generic_plans=True):
         users = {e.clerkUserId for e in events.values()}
         lock = repo.lock_accounts if wait_for_locks else repo.lock_free_accounts
         accounts = await lock(conn, users) if users else {}
@@ -181,7 +188,7 @@ async def _apply_pass(
             if event.clerkUserId in busy:
                 deferred[i] = events.pop(i)
             elif event.clerkUserId not in accounts:
-                batch.outcomes[i] = Outcome(event.id, RETRY, "unknown_user")
+                settled[i] = Outcome(event.id, RETRY, "unknown_user")
                 del events[i]
 
         refund_ids = {e.refundOf for e in events.values() if type(e) is UsageRefunded}
@@ -191,17 +198,8 @@ async def _apply_pass(
             if type(event) is UsageRefunded and event.refundOf not in batch_usages:
                 target = targets[event.refundOf]
                 if target.credits_used is None and not target.decided:
-                    batch.outcomes[i] = Outcome(event.id, RETRY, "refund_before_usage")
+                    settled[i] = Outcome(event.id, RETRY, "refund_before_usage")
                     del events[i]
-
-        if events:
-            hashes = batch.hashes
-            claimed = await repo.claim_events(
-                conn, [(e.id, e.type, hashes[i], e.clerkUserId, batch.raw_hashes[i]) for i, e in events.items()]
-            )
-            raced = [i for i, e in events.items() if e.id not in claimed]
-            if raced:
-                batch.settle_seen(raced, await repo.find_decided_events(conn, [events[i].id for i in raced]))
 
         needs_costs = any(type(e) is UsageRecorded and e.credits is None for e in events.values())
         plan = decide(
@@ -212,13 +210,43 @@ async def _apply_pass(
             default_costs=settings.default_feature_costs,
             policy=settings.overdraft_policy,
         )
-        await repo.write_ledger(conn, plan)
+        # Every decided event's idempotency key goes in with its effects, in the same statement:
+        # a twin that was decided since the lookup makes it fail (see apply_usage_batch).
+        hashes, raw_hashes = batch.hashes, batch.raw_hashes
+        decided = [(e.id, e.type, hashes[i], e.clerkUserId, raw_hashes[i]) for i, e in events.items()]
+        await repo.write_ledger(conn, plan, decided)
         await repo.insert_rejections(conn, batch.rejections + plan.rejections)
 
     batch.rejections = []
+    for i, outcome in settled.items():
+        batch.outcomes[i] = outcome
     for i, event in events.items():
         batch.outcomes[i] = plan.outcomes[event.id]
+    batch.events = deferred
     return deferred
+
+
+async def _apply_events(
+    conn: asyncpg.Connection, batch: _Batch, settings: Settings, *, wait_for_locks: bool
+) -> dict[int, LedgerEvent]:
+    """_apply_pass, again if a twin of some of the events was decided meanwhile.
+
+    The ids were looked up before the transaction, so another message carrying the same event
+    may have committed it since (a redelivery racing its original, a client that published
+    twice). Its key is then in `worker.event_log` and our insert fails: the transaction rolls back,
+    those events are settled as duplicates (or conflicts) like any seen event, and the pass runs
+    again for the rest. A unique violation with no twin to blame is not a race: it is raised.
+    """
+    for attempt in range(_RACE_ATTEMPTS):
+        try:
+            return await _apply_pass(conn, batch, settings, wait_for_locks=wait_for_locks)
+        except asyncpg.UniqueViolationError:
+            ids = [e.id for e in batch.events.values()]
+            recorded = await repo.find_decided_events(conn, ids) if ids else {}
+            if not recorded or attempt == _RACE_ATTEMPTS - 1:
+                raise
+            batch.settle_seen([i for i, e in batch.events.items() if e.id in recorded], recorded)
+    raise AssertionError("unreachable")
 
 
 async def apply_usage_batch(
@@ -237,10 +265,9 @@ async def apply_usage_batch(
     if recorded:
         seen = [i for i, e in batch.events.items() if e.id in recorded]
         batch.settle_seen(seen, recorded)
-    deferred = await _apply_pass(conn, batch, settings, wait_for_locks=False)
+    deferred = await _apply_events(conn, batch, settings, wait_for_locks=False)
     if deferred:
-        batch.events = deferred
-        await _apply_pass(conn, batch, settings, wait_for_locks=True)
+        await _apply_events(conn, batch, settings, wait_for_locks=True)
 
     result = BatchResult([o for o in batch.outcomes if o is not None])
     assert len(result.outcomes) == len(raw_events)

@@ -71,13 +71,22 @@ def _columns(rows: Sequence[tuple], width: int) -> list[list]:
     return [[row[i] for row in rows] for i in range(width)] if rows else [[] for _ in range(width)]
 
 
-async def write_ledger(conn: asyncpg.Connection, plan: Plan) -> None:
-    if not plan.journal_rows:
+async def write_ledger(
+    conn: asyncpg.Connection, plan: Plan, decided: Sequence[tuple[str, str, str, str, str | None]] = ()
+) -> None:
+    """The plan's rows and the decided events' idempotency keys, in one statement.
+
+    decided: (event_id, type, payload_hash, clerk_user_id, raw_hash) of every event the plan
+    decided, applied or rejected (none when the caller claimed its key already, as billing
+    does). A key already in `worker.event_log` raises UniqueViolationError.
+    """
+    if not decided and not plan.journal_rows:
         return
     openings = sorted(plan.openings.items())
     deltas = sorted(plan.balance_deltas.items())
     await db.fetchrow(
         conn, "write_ledger",
+        *_columns(sorted(decided, key=lambda d: d[0]), 5),
         *_columns(plan.usage_rows, 7),
         *_columns(plan.journal_rows, 5),
         *_columns(openings, 2),
