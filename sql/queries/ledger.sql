@@ -66,8 +66,8 @@ RETURNING event_id
 -- find_decided_events --
 -- The recorded hashes of events already decided: the payload hash (same payload: a duplicate,
 -- else an idempotency conflict) and the raw hash (a replay that matches it is a duplicate
--- before it is validated again). worker.decided_events is planned per call, so it always uses
--- the primary key (migration 0004). $1 event ids text[]
+-- before it is validated again). worker.decided_events always uses the primary key, whatever
+-- the table's statistics say (migrations 0004, 0005). $1 event ids text[]
 SELECT event_id, payload_hash, raw_hash FROM worker.decided_events($1::text[])
 
 -- write_ledger --

@@ -21,6 +21,7 @@ rolls back and runs again without that event (`_apply_events`). Events that must
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -271,9 +272,13 @@ async def apply_usage_batch(
 
     result = BatchResult([o for o in batch.outcomes if o is not None])
     assert len(result.outcomes) == len(raw_events)
-    log.info(
-        "batch_applied", events=len(raw_events), applied=result.count(APPLIED),
-        duplicates=result.count(DUPLICATE), rejected=result.count(REJECTED), retry=result.count(RETRY),
-        second_pass=len(deferred),
+    applied = result.count(APPLIED)
+    # All applied is the healthy, high-volume case: the ops counters have it, and a JSON line per
+    # transaction cost ~90 µs (a fifth of a one-event message's worker CPU). Anything else is
+    # worth a line at INFO.
+    log.log(
+        logging.DEBUG if applied == len(raw_events) else logging.INFO,
+        "batch_applied", events=len(raw_events), applied=applied, duplicates=result.count(DUPLICATE),
+        rejected=result.count(REJECTED), retry=result.count(RETRY), second_pass=len(deferred),
     )  # fmt: skip
     return result

@@ -14,6 +14,7 @@ memory and go out with the next successful flush.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -45,6 +46,7 @@ log = get_logger("pedro.ops.recorder")
 SEP = "|"
 
 
+@functools.lru_cache(maxsize=4096)  # a few dozen distinct names, built for every message
 def field(*parts: object) -> str:
     """A counter's field name: its kind and labels joined by `|` (labels never contain one)."""
     return SEP.join(str(p).replace(SEP, "/") for p in parts)
