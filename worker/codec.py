@@ -14,7 +14,10 @@ hash. msgspec does both several times faster, with the same results:
   hashes are compared with hashes made by this same function.
 
 Encoding messages stays with the standard library (dramatiq's `JSONEncoder`): it happens once
-per message on the publishing side, and msgspec would silently write `NaN` as `null`.
+per message on the publishing side, and msgspec would silently write `NaN` as `null`. Values
+JSON has no type for but an event's fields accept — `datetime` (an aware `occurredAt`), `date`,
+`UUID`, `Decimal`, enums — are written in their JSON form (ISO 8601 and so on, as pydantic
+writes them), so `Publisher.publish(event)` takes the same Python values `validate_event` does.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 from typing import Any
 
 import msgspec
+import pydantic_core
 from dramatiq.encoder import DecodeError, JSONEncoder, MessageData
 
 
@@ -82,8 +86,19 @@ def raw_hash(raw: Any) -> str | None:
         return None
 
 
+def _json_form(value: Any) -> Any:
+    """The JSON form of a Python value json.dumps has no rule for (datetime, UUID, Decimal…)."""
+    try:
+        return pydantic_core.to_jsonable_python(value)
+    except pydantic_core.PydanticSerializationError:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable") from None
+
+
 class MessageEncoder(JSONEncoder):
     """dramatiq's JSON encoder with a fast decoder (installed in worker/broker.py)."""
+
+    def encode(self, data: MessageData) -> bytes:
+        return json.dumps(data, separators=(",", ":"), default=_json_form).encode("utf-8")
 
     def decode(self, data: bytes) -> MessageData:
         try:

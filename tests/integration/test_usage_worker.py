@@ -33,6 +33,18 @@ async def test_same_event_delivered_ten_times_is_one_row_and_one_debit(conn, bro
     assert await find_balance_drift(conn) == []
 
 
+async def test_events_with_python_datetimes_are_published_and_applied(conn, broker, worker) -> None:
+    from datetime import UTC, datetime
+
+    await make_user(conn, "user_dt", credits=10)
+    at = datetime(2026, 11, 2, 8, 15, 30, 123000, tzinfo=UTC)
+    Publisher(broker).publish({**usage("user_dt", id="dt-1", credits=4), "occurredAt": at})
+    worker.drain()
+
+    [row] = await usage_rows(conn, "user_dt")
+    assert (row["id"], row["creditsUsed"], row["timestamp"]) == ("dt-1", 4, at.replace(tzinfo=None))
+
+
 async def test_refund_before_its_usage_is_applied_once_the_usage_arrives(conn, broker, worker) -> None:
     await make_user(conn, "user_b", credits=50)
     publisher = Publisher(broker)

@@ -81,3 +81,23 @@ def test_compact_json_refuses_what_json_cannot_carry(value):
 @given(json_values)
 def test_compact_json_reads_back_as_the_same_value(value):
     assert json.loads(codec.compact(value)) == value
+
+
+def test_messages_carry_the_json_form_of_datetimes_and_other_event_values():
+    import uuid
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from worker.events import validate_event
+
+    event = {"type": "usage.recorded", "id": "e-1", "clerkUserId": "u", "operationType": "AI_TEXT_CHAT",
+             "credits": 5, "occurredAt": datetime(2026, 11, 1, 12, 30, tzinfo=UTC),
+             "details": {"request": uuid.UUID(int=1), "price": Decimal("0.25")}}  # fmt: skip
+    data = codec.MessageEncoder().decode(codec.MessageEncoder().encode({"args": [[event]]}))
+    sent = data["args"][0][0]
+    assert sent["occurredAt"] == "2026-11-01T12:30:00Z"
+    assert sent["details"] == {"request": "00000000-0000-0000-0000-000000000001", "price": "0.25"}
+    assert validate_event(sent).payload_hash() == validate_event({**event, "details": sent["details"]}).payload_hash()
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        codec.MessageEncoder().encode({"args": [object()]})
+    assert codec.MessageEncoder().encode({"x": float("nan")}) == b'{"x":NaN}'  # as before
