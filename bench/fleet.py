@@ -122,8 +122,7 @@ class Fleet:
     def terminate(self) -> None:
         """Ask the fleet to shut down gracefully (dramatiq takes a few seconds); `stop` waits."""
         self._sampling.clear()
-        # Once only: dramatiq takes a second SIGTERM as "kill now", and a worker process killed
-        # that way can hang on its non-daemon event-loop thread.
+        # Once only: dramatiq takes a second SIGTERM as "kill now" (no graceful stop).
         if self.proc is not None and self.proc.poll() is None and not self._terminated:
             self.proc.send_signal(signal.SIGTERM)
             self._terminated = True

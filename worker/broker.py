@@ -16,7 +16,7 @@ import asyncpg
 import dramatiq
 import dramatiq.errors
 import redis
-from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
@@ -68,6 +68,23 @@ def current_broker() -> dramatiq.Broker:
     return Runtime.broker
 
 
+class KillableAsyncIO(AsyncIO):
+    """dramatiq's AsyncIO middleware, with its event loop in a daemon thread.
+
+    dramatiq takes a second SIGTERM (or Ctrl-C) as "kill now" and exits the worker process's
+    main thread; the stock loop thread is not a daemon, so the interpreter waited for it forever
+    and the process hung. Now it exits at once, like a SIGKILL: open transactions roll back and
+    unacknowledged messages are redelivered. A single SIGTERM still stops gracefully — the loop
+    is stopped in `after_worker_shutdown`, after the pool is closed.
+    """
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        event_loop_thread = EventLoopThread(self.logger)
+        event_loop_thread.daemon = True
+        event_loop_thread.start(timeout=1.0)
+        set_event_loop_thread(event_loop_thread)
+
+
 class WorkerBootError(MiddlewareError):
     """The worker must not boot (no pool, incompatible schema)."""
 
@@ -76,7 +93,7 @@ class DatabasePool(Middleware):
     """One asyncpg pool per worker process, on the AsyncIO middleware's loop.
 
     A worker that cannot create its pool, or finds an incompatible schema, must not boot: we
-    stop the (non-daemon) loop thread so the process can exit, log why, and exit non-zero.
+    stop the loop thread, log why, and exit non-zero.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -110,8 +127,8 @@ class DatabasePool(Middleware):
                 if self.settings.database_url
                 else "",
             )
-            # dramatiq lets only MiddlewareError out of a boot hook; the loop thread is not a
-            # daemon, so it must stop first or the process would hang instead of exiting.
+            # dramatiq lets only MiddlewareError out of a boot hook; the loop stops first, so
+            # nothing runs on it while the process exits.
             loop_thread.stop()
             loop_thread.join(5)
             raise WorkerBootError(detail) from exc
@@ -248,7 +265,7 @@ def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
             max_backoff=settings.max_backoff_ms,
             retry_when=retry_policy(settings),
         ),
-        AsyncIO(),
+        KillableAsyncIO(),
     ]
     if worker:
         middleware.append(DatabasePool(settings))

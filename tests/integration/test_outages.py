@@ -80,6 +80,50 @@ async def test_sigterm_mid_stream_leaves_no_half_written_batch(conn, database_ur
     assert await balance(conn, "u") == 980_000
 
 
+async def test_a_second_sigterm_kills_the_worker_at_once_and_loses_nothing(conn, database_url, redis_url, settings, broker):
+    """dramatiq takes a second SIGTERM (or Ctrl-C) as "kill now": the worker exits instead of
+    hanging on its event loop thread, and what it held is redelivered, like after a SIGKILL."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from worker.repo.reconcile import find_balance_drift
+
+    await make_user(conn, "u", credits=1_000_000)
+    Publisher(broker, batch_size=10).publish_many([usage("u", id=f"k{n}", credits=1) for n in range(20_000)])
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+           "PEDRO_REDIS_NAMESPACE": settings.redis_namespace}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.app", "--processes", "1", "--threads", "4"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while await count(conn, "worker.journal") < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)  # it used to hang here for good
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("the worker did not exit after a second SIGTERM") from None
+
+    applied = await count(conn, "worker.journal")
+    assert await count(conn, '"UsageHistory"') == applied == await count(conn, "worker.event_log")
+    assert await balance(conn, "u") == 1_000_000 - applied and await find_balance_drift(conn) == []
+    # the killed worker's unacknowledged messages go back once its heartbeat is stale
+    rescuer = build_broker(settings.model_copy(update={"heartbeat_timeout_ms": 500, "maintenance_chance": 1_000_000}))
+    try:
+        time.sleep(1)
+        with InProcessWorker(rescuer, threads=4) as worker:
+            worker.drain()
+    finally:
+        rescuer.close()
+    assert await count(conn, "worker.journal") == 20_000
+    assert await balance(conn, "u") == 980_000
+
+
 def test_a_retry_enqueued_while_redis_is_down_is_stored_before_the_original_is_acknowledged(settings):
     from dramatiq.broker import MessageProxy
 
