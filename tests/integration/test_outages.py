@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,6 +18,7 @@ from worker.broker import build_broker
 from worker.embedded import EmbeddedPostgres
 from worker.migrate import migrate
 from worker.publisher import Publisher
+from worker.repo.reconcile import find_balance_drift
 from worker.runner import InProcessWorker
 
 
@@ -45,16 +50,10 @@ async def test_postgres_down_then_back_loses_nothing_and_dead_letters_nothing(se
         assert client.zcard(f"{settings.redis_namespace}:usage.XQ") == 0
 
 
-async def test_sigterm_mid_stream_leaves_no_half_written_batch(conn, database_url, redis_url, settings, broker):
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from worker.repo.reconcile import find_balance_drift
-
+async def _worker_mid_stream(conn, database_url, redis_url, settings, broker) -> subprocess.Popen:
+    """A real worker process (dramatiq's CLI) busy with 20,000 one-credit events of user "u"."""
     await make_user(conn, "u", credits=1_000_000)
-    # small messages, so that the stream takes seconds and the SIGTERM lands in the middle of it
+    # small messages, so that the stream takes seconds and a signal lands in the middle of it
     Publisher(broker, batch_size=10).publish_many([usage("u", id=f"t{n}", credits=1) for n in range(20_000)])
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
            "PEDRO_REDIS_NAMESPACE": settings.redis_namespace}  # fmt: skip
@@ -63,6 +62,11 @@ async def test_sigterm_mid_stream_leaves_no_half_written_batch(conn, database_ur
     deadline = time.monotonic() + 60
     while await count(conn, "worker.journal") < 100 and time.monotonic() < deadline:
         time.sleep(0.01)
+    return proc
+
+
+async def test_sigterm_mid_stream_leaves_no_half_written_batch(conn, database_url, redis_url, settings, broker):
+    proc = await _worker_mid_stream(conn, database_url, redis_url, settings, broker)
     proc.send_signal(signal.SIGTERM)  # while batches are in flight
     assert proc.wait(60) == 0
 
@@ -83,22 +87,7 @@ async def test_sigterm_mid_stream_leaves_no_half_written_batch(conn, database_ur
 async def test_a_second_sigterm_kills_the_worker_at_once_and_loses_nothing(conn, database_url, redis_url, settings, broker):
     """dramatiq takes a second SIGTERM (or Ctrl-C) as "kill now": the worker exits instead of
     hanging on its event loop thread, and what it held is redelivered, like after a SIGKILL."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from worker.repo.reconcile import find_balance_drift
-
-    await make_user(conn, "u", credits=1_000_000)
-    Publisher(broker, batch_size=10).publish_many([usage("u", id=f"k{n}", credits=1) for n in range(20_000)])
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "PEDRO_REDIS_NAMESPACE": settings.redis_namespace}  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.app", "--processes", "1", "--threads", "4"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while await count(conn, "worker.journal") < 100 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    proc = await _worker_mid_stream(conn, database_url, redis_url, settings, broker)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
