@@ -119,7 +119,8 @@ async def _child_main(job, dsn, lanes, settings, log_path, barrier, done, result
     from worker import db
     from worker.logs import configure_logging
     configure_logging(settings)
-    conns = [await db.connect(dsn) for _ in lanes]
+    # (b) runs the project's SQL as the worker's pool would; (a) is a plain ORM-style session
+    conns = [await db.connect(dsn, worker_planning=job == "ceiling") for _ in lanes]
     run_lane = _LANE_JOBS[job]
     barrier.wait(timeout=_START_TIMEOUT_S)  # blocks the loop on purpose: nothing runs yet
     cpu_start = time.process_time()

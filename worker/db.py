@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +98,18 @@ async def execute(conn: asyncpg.Connection, name: str, *args: Any) -> str:
 # Prisma stores DateTime as UTC in TIMESTAMP(3): CURRENT_TIMESTAMP must be read in UTC too.
 _SERVER_SETTINGS = {"application_name": "pedro-worker", "timezone": "UTC"}
 
+# How the worker's own sessions (its pool) plan. Every statement an actor runs is a lookup or a
+# write by key, usually over a small `unnest` array, so:
+# * one generic plan per statement and connection. Otherwise PostgreSQL plans a custom plan on
+#   every call, because for a one-element array a custom plan always looks cheaper than the
+#   generic one: measured, 250-300 µs of planning per one-event transaction, more than its
+#   statements cost to run.
+# * no sequential scans. A plan is chosen with the table sizes of the moment, and a generic plan
+#   is then kept: planned while a table was small (a new deployment), a scan would still be
+#   used once it holds millions of rows. Through an index, a keyed statement costs the same at
+#   any size. (CLI commands such as `reconcile`, which do read whole tables, use `connect`.)
+WORKER_PLANNING = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
@@ -111,14 +122,16 @@ async def _end_any_transaction(conn: asyncpg.Connection) -> None:
     """How the pool resets a connection that comes back: asyncpg has already rolled back any
     open transaction (it always does, before this hook). Its default reset query (`RESET ALL`,
     `UNLISTEN *`, `CLOSE ALL`, advisory unlock) is skipped: it is a round trip on every release,
-    i.e. on every message, and the worker leaves no session state behind to reset — settings are
-    `SET LOCAL`, advisory locks `pg_advisory_xact_lock`, no LISTEN, no cursors
+    i.e. on every message, and the worker leaves no session state behind to reset — its settings
+    come with the connection, advisory locks are `pg_advisory_xact_lock`, no LISTEN, no cursors
     (tests/unit/test_foundation.py checks the named queries for session state)."""
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
-    """One connection with the same codecs as the pool (CLI commands, migrations, tests)."""
-    conn = await asyncpg.connect(dsn, server_settings=_SERVER_SETTINGS)
+async def connect(dsn: str, *, worker_planning: bool = False) -> asyncpg.Connection:
+    """One connection with the same codecs as the pool (CLI commands, migrations, tests);
+    `worker_planning` plans like the pool does (WORKER_PLANNING)."""
+    settings = {**_SERVER_SETTINGS, **WORKER_PLANNING} if worker_planning else _SERVER_SETTINGS
+    conn = await asyncpg.connect(dsn, server_settings=settings)
     await _init_connection(conn)
     return conn
 
@@ -131,32 +144,8 @@ async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Poo
         max_size=settings.pool_max_size,
         init=_init_connection,
         reset=_end_any_transaction,
-        server_settings={**_SERVER_SETTINGS, "statement_timeout": str(settings.statement_timeout_ms)},
+        server_settings={**_SERVER_SETTINGS, **WORKER_PLANNING, "statement_timeout": str(settings.statement_timeout_ms)},
     )
     assert pool is not None
     return pool
 
-
-@asynccontextmanager
-async def transaction(conn: asyncpg.Connection, *, generic_plans: bool = False) -> AsyncIterator[None]:
-    """BEGIN … COMMIT, or ROLLBACK if the block raises.
-
-    With `generic_plans`, the transaction's prepared statements run on their generic plans
-    (`SET LOCAL plan_cache_mode = force_generic_plan`, sent with the BEGIN: no extra round trip).
-    For the ledger's statements over small arrays PostgreSQL otherwise plans a custom plan on
-    every call, because a custom plan for a one-element array always looks cheaper than the
-    generic one: measured, 250-300 µs of planning per transaction of one event, more than the
-    statements cost to run. Only for statements whose plan does not depend on their arguments
-    (lookups by key through `unnest` arrays): a generic plan is chosen once per connection.
-    """
-    await conn.execute("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan" if generic_plans else "BEGIN")
-    try:
-        yield
-    except BaseException:
-        if not conn.is_closed():
-            try:
-                await conn.execute("ROLLBACK")
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                pass  # the connection is broken or busy: the pool terminates or rolls it back
-        raise
-    await conn.execute("COMMIT")

@@ -184,19 +184,33 @@ async def test_concurrent_deliveries_of_the_same_events_apply_each_once(database
     assert await find_balance_drift(conn) == []
 
 
-async def test_small_batches_run_on_generic_plans(conn, settings):
-    """One-event transactions would otherwise plan their statements on every call."""
-    from worker.db import QUERIES
+async def test_the_worker_plans_each_statement_once_and_never_scans_a_table(conn, settings):
+    """Planned while the tables are tiny, the worker's statements still go through indexes, so
+    they cost the same once the tables hold millions of rows; and one-event transactions do not
+    plan their statements on every call."""
+    from worker.db import QUERIES, create_pool
 
     for n in range(3):
         await make_user(conn, f"u{n}", credits=100)
-    for n in range(20):
-        await apply(conn, settings, usage(f"u{n % 3}", credits=1))
-    plans = {r["statement"]: (r["generic_plans"], r["custom_plans"])
-             for r in await conn.fetch("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")}  # fmt: skip
-    for name in ("lock_free_accounts", "write_ledger"):
-        generic, custom = plans[QUERIES[name]]
-        assert (generic, custom) == (20, 0), name
+    await apply(conn, settings, usage("u0", credits=1), refund("u0", of="nothing-yet"))
+    await conn.execute("ANALYZE")  # the statistics now say: tiny tables
+    pool = await create_pool(settings)
+    try:
+        async with pool.acquire() as worker_conn:
+            scans = "SELECT sum(seq_scan) FROM pg_stat_xact_user_tables"
+            async with worker_conn.transaction():  # the batches' transactions nest as savepoints
+                before = await worker_conn.fetchval(scans)
+                for n in range(20):
+                    await apply_usage_batch(worker_conn, [usage(f"u{n % 3}", credits=1)], settings)
+                await apply_usage_batch(worker_conn, [refund("u1", of="nothing-yet", id="r-1")], settings)
+                assert await worker_conn.fetchval(scans) == before
+            plans = {r["statement"]: (r["generic_plans"], r["custom_plans"]) for r in await worker_conn.fetch(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")}  # fmt: skip
+    finally:
+        await pool.close()
+    assert plans[QUERIES["lock_free_accounts"]] == (21, 0)
+    assert plans[QUERIES["write_ledger"]] == (20, 0)
+    assert plans[QUERIES["find_refund_targets"]] == (1, 0)
 
 
 async def test_events_decided_before_raw_hashes_were_recorded_replay_as_duplicates(conn, settings):

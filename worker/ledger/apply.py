@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 from pydantic import TypeAdapter, ValidationError
 
-from .. import codec, db
+from .. import codec
 from ..events import (
     EVENT_ID_CHARS,
     EVENT_ID_MAX,
@@ -179,7 +179,7 @@ async def _apply_pass(
     events = dict(batch.events)
     settled: dict[int, Outcome] = {}
     deferred: dict[int, LedgerEvent] = {}
-    async with db.transaction(conn, generic_plans=True):
+    async with conn.transaction():
         users = {e.clerkUserId for e in events.values()}
         lock = repo.lock_accounts if wait_for_locks else repo.lock_free_accounts
         accounts = await lock(conn, users) if users else {}
