@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 
 import asyncpg
@@ -211,6 +212,22 @@ async def test_the_worker_plans_each_statement_once_and_never_scans_a_table(conn
     assert plans[QUERIES["lock_free_accounts"]] == (21, 0)
     assert plans[QUERIES["write_ledger"]] == (20, 0)
     assert plans[QUERIES["find_refund_targets"]] == (1, 0)
+
+
+async def test_a_transaction_logs_a_summary_at_info_only_when_not_everything_applied(conn, settings, capsys):
+    from worker.logs import configure_logging
+
+    configure_logging(settings.model_copy(update={"log_level": "INFO", "log_format": "json"}))
+    try:
+        await make_user(conn, "u", credits=100)
+        event = usage("u", id="once", credits=1)
+        await apply(conn, settings, event)
+        assert "batch_applied" not in capsys.readouterr().err  # the ops counters have it
+        await apply(conn, settings, event, usage("u", id="too-big", credits=1000))
+        [line] = [json.loads(x) for x in capsys.readouterr().err.splitlines() if "batch_applied" in x]
+        assert (line["level"], line["duplicates"], line["rejected"]) == ("info", 1, 1)
+    finally:
+        logging.getLogger().handlers.clear()
 
 
 async def test_events_decided_before_raw_hashes_were_recorded_replay_as_duplicates(conn, settings):

@@ -212,7 +212,7 @@ async def _apply_pass(
             policy=settings.overdraft_policy,
         )
         # Every decided event's idempotency key goes in with its effects, in the same statement:
-        # a twin that was decided since the lookup makes it fail (see apply_usage_batch).
+        # a twin that was decided since the lookup makes it fail (see _apply_events).
         hashes, raw_hashes = batch.hashes, batch.raw_hashes
         decided = [(e.id, e.type, hashes[i], e.clerkUserId, raw_hashes[i]) for i, e in events.items()]
         await repo.write_ledger(conn, plan, decided)
