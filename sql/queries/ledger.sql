@@ -54,6 +54,8 @@ LEFT JOIN "UsageHistory" u ON u.id = t.id
 LEFT JOIN "CreditBalance" cb ON cb.id = u."creditBalanceId"
 
 -- claim_events --
+-- (The per-event families' claim, worker/domain/each.py; usage batches write their keys in
+-- write_ledger.)
 -- Take the idempotency keys of new events. Rows come sorted by event id so that concurrent
 -- claimers wait on each other in one order. Returns only the keys this call took.
 -- $1 event ids text[], $2 event types text[], $3 payload hashes text[], $4 clerk user ids text[],

@@ -259,7 +259,7 @@ async def apply_usage_batch(
     batch = _Batch(raw_events)
     # A decided event never becomes undecided, so known ids are looked up before anything else,
     # outside the transaction: replays are settled without validation or locks. A first
-    # delivery racing with its twin is still settled by the claim.
+    # delivery racing with its twin is settled when the write meets its key (_apply_events).
     ids = batch.lookup_ids()
     recorded = await repo.find_decided_events(conn, ids) if ids else {}
     _parse(batch, batch.settle_replayed(recorded))

@@ -1,6 +1,6 @@
 """Pure decisions for a batch of usage-family events: no I/O, so every rule is unit-tested.
 
-Input: the claimed (new) events of a batch, the locked balances of their users, the usages
+Input: the new (not yet decided) events of a batch, the locked balances of their users, the usages
 they refund, the feature costs and the overdraft policy. Output: a `Plan` with the rows to write
 and one outcome per event. Within a user, events are decided in `occurredAt` order (then
 arrival order), so a batch gives the same answers as the same events one at a time.
@@ -198,7 +198,7 @@ def decide(
     policy: Policy,
     now: datetime | None = None,
 ) -> Plan:
-    """Decide every event (all claimed, all with a known account). Refunds whose usage is in the
+    """Decide every event (none decided before, all with a known account). Refunds whose usage is in the
     same batch are decided right after that usage, whatever their own timestamps say."""
     decider = _Decider(accounts, targets, feature_costs, default_costs, policy, now or datetime.now(UTC))
     in_batch_usages = {e.id for e in events if type(e) is UsageRecorded}
