@@ -15,6 +15,11 @@ CROSS JOIN LATERAL (
 ) cb
 ORDER BY k.n
 
+-- limit_lock_wait --
+-- For the rest of this transaction only (is_local = true: nothing outlives it), give up on a
+-- lock after $1 milliseconds (text) instead of waiting until statement_timeout.
+SELECT set_config('lock_timeout', $1, true)
+
 -- lock_free_accounts --
 -- Like lock_accounts, but skips balance rows another transaction holds (it never waits, so it
 -- cannot deadlock): a batch first applies the users nobody else is busy with, then waits only

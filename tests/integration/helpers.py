@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+
+from worker import db
 
 from worker.repo.users import insert_user_with_balance
 
@@ -63,3 +67,17 @@ async def rejections(conn: asyncpg.Connection, event_id: str | None = None) -> l
 
 async def count(conn: asyncpg.Connection, table: str) -> int:
     return await conn.fetchval(f"SELECT count(*) FROM {table}")
+
+
+@contextlib.asynccontextmanager
+async def held_balance(database_url: str, clerk_user_id: str) -> AsyncIterator[asyncpg.transaction.Transaction]:
+    """Another session holding this user's balance row (as the app would in its own
+    transaction) until the block ends or the yielded transaction is rolled back."""
+    holder = await db.connect(database_url)
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute('SELECT 1 FROM "CreditBalance" WHERE "clerkUserId" = $1 FOR UPDATE', clerk_user_id)
+        yield tx
+    finally:
+        await holder.close()

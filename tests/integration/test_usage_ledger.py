@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import timedelta
@@ -14,12 +15,14 @@ from tests.integration.helpers import (
     adjust,
     balance,
     count,
+    held_balance,
     make_user,
     refund,
     rejections,
     usage,
     usage_rows,
 )  # fmt: skip
+from worker import db
 from worker.ledger import apply as apply_module
 from worker.ledger.apply import apply_usage_batch
 from worker.ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY
@@ -332,33 +335,51 @@ async def test_stored_payload_of_a_rejection_is_valid_json(conn: asyncpg.Connect
 
 
 async def test_a_batch_applies_free_users_at_once_and_waits_only_for_busy_ones(conn, database_url, settings):
-    import asyncio
-
-    from worker import db
-
+    settings = settings.model_copy(update={"balance_lock_timeout_ms": 60_000})
     await make_user(conn, "busy", credits=100)
     await make_user(conn, "free", credits=100)
-    holder = await db.connect(database_url)
     worker_conn = await db.connect(database_url)
     try:
-        tx = holder.transaction()
-        await tx.start()
-        await holder.execute("""SELECT 1 FROM "CreditBalance" WHERE "clerkUserId" = 'busy' FOR UPDATE""")
-        task = asyncio.create_task(apply_usage_batch(
-            worker_conn, [usage("busy", id="b1", credits=1), usage("free", id="f1", credits=1)], settings))
-        for _ in range(100):  # the free user's event commits while the busy one is still held
-            if await balance(conn, "free") == 99:
-                break
-            await asyncio.sleep(0.02)
-        assert await balance(conn, "free") == 99
-        assert not task.done() and await balance(conn, "busy") == 100
-        await tx.rollback()  # the other transaction ends: the busy user's event follows
-        result = await asyncio.wait_for(task, 10)
+        async with held_balance(database_url, "busy") as held:
+            task = asyncio.create_task(apply_usage_batch(
+                worker_conn, [usage("busy", id="b1", credits=1), usage("free", id="f1", credits=1)], settings))
+            for _ in range(100):  # the free user's event commits while the busy one is still held
+                if await balance(conn, "free") == 99:
+                    break
+                await asyncio.sleep(0.02)
+            assert await balance(conn, "free") == 99
+            assert not task.done() and await balance(conn, "busy") == 100
+            await held.rollback()  # the other transaction ends: the busy user's event follows
+            result = await asyncio.wait_for(task, 10)
     finally:
-        await holder.close()
         await worker_conn.close()
     assert [o.status for o in result.outcomes] == [APPLIED, APPLIED]
     assert await balance(conn, "busy") == 99
+    assert await find_balance_drift(conn) == []
+
+
+async def test_a_balance_held_past_the_lock_timeout_sends_its_events_back_and_the_rest_applies(
+    conn, database_url, settings
+):
+    """Without the lock timeout the batch would wait for the held row until statement_timeout,
+    and every usage message of the worker process with it."""
+    settings = settings.model_copy(update={"balance_lock_timeout_ms": 100, "statement_timeout_ms": 60_000})
+    await make_user(conn, "busy", credits=100)
+    await make_user(conn, "free", credits=100)
+    events = [usage("busy", id="b1", credits=1), usage("free", id="f1", credits=1), usage("busy", id="b2", credits=2)]
+    worker_conn = await db.connect(database_url)
+    try:
+        async with held_balance(database_url, "busy"):
+            result = await asyncio.wait_for(apply_usage_batch(worker_conn, events, settings), 20)
+            assert [(o.status, o.reason) for o in result.outcomes] == [
+                (RETRY, "balance_busy"), (APPLIED, None), (RETRY, "balance_busy")
+            ]
+            assert await find_decided_events(conn, ["b1", "b2"]) == {}  # nothing recorded: they come back
+        result = await apply_usage_batch(worker_conn, events, settings)  # the row is free again
+    finally:
+        await worker_conn.close()
+    assert [o.status for o in result.outcomes] == [APPLIED, DUPLICATE, APPLIED]
+    assert (await balance(conn, "busy"), await balance(conn, "free")) == (97, 99)
     assert await find_balance_drift(conn) == []
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
+import pytest
 
 from tests.integration.helpers import (
     balance,
     count,
+    held_balance,
     make_user,
     refund,
     rejections,
@@ -15,6 +19,7 @@ from tests.integration.helpers import (
 )
 from worker.publisher import Publisher
 from worker.repo.reconcile import find_balance_drift
+from worker.runner import InProcessWorker
 
 
 async def test_same_event_delivered_ten_times_is_one_row_and_one_debit(conn, broker, worker) -> None:
@@ -100,8 +105,6 @@ async def test_reconcile_finds_a_corrupted_balance(conn: asyncpg.Connection, bro
 
 
 async def test_eight_threads_and_a_thousand_events_for_one_user_end_exact(conn, broker) -> None:
-    from worker.runner import InProcessWorker
-
     await make_user(conn, "hot_user", credits=1000)
     events = [usage("hot_user", id=f"hot-{n}", credits=1) for n in range(1000)]
     publisher = Publisher(broker)
@@ -113,5 +116,44 @@ async def test_eight_threads_and_a_thousand_events_for_one_user_end_exact(conn, 
 
     assert await balance(conn, "hot_user") == 0
     assert await count(conn, '"UsageHistory"') == 1000
+    assert await count(conn, "worker.rejection") == 0
+    assert await find_balance_drift(conn) == []
+
+
+@pytest.fixture
+def short_lock_wait(settings):
+    """The worker built after this fixture gives up on a held balance after 100 ms, and retries
+    long enough to outlast the hold."""
+    settings.balance_lock_timeout_ms = 100
+    settings.max_retries = 100
+    return settings
+
+
+async def test_a_balance_held_by_another_session_delays_its_own_events_only(
+    conn, database_url, short_lock_wait, broker
+) -> None:
+    await make_user(conn, "held", credits=100)
+    for n in range(4):
+        await make_user(conn, f"free{n}", credits=100)
+    publisher = Publisher(broker)
+    async with held_balance(database_url, "held") as held:
+        with InProcessWorker(broker, threads=4) as worker:
+            publisher.publish(usage("held", id="h1", credits=1))
+            publisher.publish_many([usage("held", id="h2", credits=2)] + [usage(f"free{n % 4}", credits=1) for n in range(40)])
+            for n in range(40):  # single-event messages that come after the held user's
+                publisher.publish(usage(f"free{n % 4}", credits=1))
+            # every other user's event commits while the row is still held (with no limit on the
+            # lock wait, the worker's one usage transaction in flight waited for it instead)
+            for _ in range(400):
+                if await count(conn, '"UsageHistory"') == 80:
+                    break
+                await asyncio.sleep(0.05)
+            assert [await balance(conn, f"free{n}") for n in range(4)] == [80] * 4
+            assert await balance(conn, "held") == 100
+            await held.rollback()
+            worker.drain()
+
+    assert await balance(conn, "held") == 97  # h1 and h2, once each, after the row was let go
+    assert await count(conn, '"UsageHistory"') == 82
     assert await count(conn, "worker.rejection") == 0
     assert await find_balance_drift(conn) == []

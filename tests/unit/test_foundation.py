@@ -58,14 +58,18 @@ def test_every_named_query_has_a_description():
 
 def test_no_named_query_leaves_session_state_behind():
     """The pool skips asyncpg's reset query on release (worker/db.py), so no query may set
-    anything that outlives its transaction: session settings, session advisory locks, LISTEN,
-    cursors."""
+    anything that outlives its transaction: session settings (a setting is allowed only for the
+    transaction: `set_config(…, true)`), session advisory locks, LISTEN, cursors."""
     session_state = re.compile(
-        r"\b(pg_(try_)?advisory_lock(_shared)?|set_config|LISTEN|DECLARE)\b|^\s*SET\s", re.I
+        r"\b(pg_(try_)?advisory_lock(_shared)?|LISTEN|DECLARE)\b|^\s*SET\s|\bset_config\s*\((?![^)]*,\s*true\s*\))",
+        re.I,
     )
     for name, sql in QUERIES.items():
         code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
         assert not session_state.search(code), name
+    assert session_state.search("SELECT set_config('lock_timeout', $1, false)")
+    assert session_state.search("SET lock_timeout = 1")
+    assert not session_state.search("SELECT set_config('lock_timeout', $1, true)")
 
 
 def test_a_query_name_may_not_be_defined_twice():

@@ -8,7 +8,9 @@ A replayed event whose raw JSON hashes to what was recorded when it was first de
 duplicate at once: replays cost a hash and an index lookup per event, no validation, no lock.
 
 The first transaction takes only balances nobody else holds (SKIP LOCKED); the events of users
-another batch is busy with follow in a second transaction that waits for those locks. Either
+another batch is busy with follow in a second transaction that waits for those locks, for at
+most `balance_lock_timeout_ms`: a balance held longer (by the app, by a forgotten psql session)
+sends its users' events back as `retry` (`balance_busy`) rather than stall the process. Either
 way a user's events are decided together, in one transaction.
 
 An event's idempotency key is written in the same statement as its effects, and commits with
@@ -141,6 +143,13 @@ class _Batch:
                                         safe_payload(event.model_dump(mode="json"))))  # fmt: skip
                 self.outcomes[i] = Outcome(event.id, REJECTED, "idempotency_conflict")
 
+    def settle_busy(self) -> None:
+        """The undecided events wait: their users' balances are held elsewhere (not recorded, so
+        a later delivery applies them)."""
+        for i, event in self.events.items():
+            self.outcomes[i] = Outcome(event.id, RETRY, "balance_busy")
+        self.events = {}
+
 
 def _parse(batch: _Batch, indexes: list[int]) -> None:
     first_index: dict[str, int] = {}
@@ -180,6 +189,8 @@ async def _apply_pass(
     settled: dict[int, Outcome] = {}
     deferred: dict[int, LedgerEvent] = {}
     async with conn.transaction():
+        if wait_for_locks:
+            await repo.limit_lock_wait(conn, settings.balance_lock_timeout_ms)
         users = {e.clerkUserId for e in events.values()}
         lock = repo.lock_accounts if wait_for_locks else repo.lock_free_accounts
         accounts = await lock(conn, users) if users else {}
@@ -268,7 +279,13 @@ async def apply_usage_batch(
         batch.settle_seen(seen, recorded)
     deferred = await _apply_events(conn, batch, settings, wait_for_locks=False)
     if deferred:
-        await _apply_events(conn, batch, settings, wait_for_locks=True)
+        try:
+            await _apply_events(conn, batch, settings, wait_for_locks=True)
+        except asyncpg.LockNotAvailableError:
+            # Another session held one of these balances longer than balance_lock_timeout_ms.
+            # Waiting on would stall every usage message of this process behind it (one
+            # transaction in flight, ledger/coalesce.py): the busy users' events come back later.
+            batch.settle_busy()
 
     result = BatchResult([o for o in batch.outcomes if o is not None])
     assert len(result.outcomes) == len(raw_events)

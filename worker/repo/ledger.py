@@ -25,6 +25,11 @@ async def lock_free_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[
     return _accounts(await db.fetch(conn, "lock_free_accounts", sorted(clerk_user_ids)))
 
 
+async def limit_lock_wait(conn: asyncpg.Connection, milliseconds: int) -> None:
+    """Within the current transaction, a lock wait longer than this raises LockNotAvailableError."""
+    await db.fetchval(conn, "limit_lock_wait", str(milliseconds))
+
+
 async def find_existing_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> set[str]:
     rows = await db.fetch(conn, "find_existing_accounts", list(clerk_user_ids))
     return {r["clerk_user_id"] for r in rows}
