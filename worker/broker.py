@@ -37,6 +37,7 @@ from .logs import get_logger
 from .ops.recorder import OpsStats
 from .schema_check import check_schema
 from .settings import Settings, mask_url
+from .wakeup import WakingRedisBroker
 
 log = get_logger("pedro.broker")
 
@@ -269,7 +270,7 @@ def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
     ]
     if worker:
         middleware.append(DatabasePool(settings))
-    broker = RedisBroker(
+    broker = WakingRedisBroker(
         url=settings.require_redis_url(),
         namespace=settings.redis_namespace,
         middleware=middleware,

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .errors import ValidationRejected
 from .events import QUEUE_OF_TYPE, describe_validation_error, validate_event
+from .wakeup import wake
 
 ACTOR_OF_QUEUE = {
     "usage": "apply_usage_events",
@@ -103,5 +104,7 @@ class Publisher:
                       message.options["redis_message_id"], message.encode()],
                 client=pipe,
             )  # fmt: skip
+        for queue in {m.queue_name for m in messages}:
+            wake(pipe, broker.namespace, queue)  # idle consumers fetch now (worker/wakeup.py)
         pipe.execute()
         return [m.message_id for m in messages]

@@ -9,6 +9,10 @@ dramatiq's RedisBroker, for a namespace `ns` and a queue `q`:
     ns:__heartbeats__    sorted set: broker id -> last heartbeat (ms)
     ns:__acks__.<broker id>.<q>   ids a worker fetched and has not acknowledged yet
 
+pedro's wake-up lists (worker/wakeup.py: publishers push, idle consumers block on them):
+
+    ns:q.wake            list of at most 64 tokens
+
 pedro's ops stats (written by `recorder.OpsStats`, read by `stats` and `metrics`):
 
     ns:__pedro__:totals          hash counter field -> integer, never reset
@@ -67,6 +71,9 @@ class Keys:
 
     def dead_messages(self, queue: str) -> str:
         return f"{self.ns}:{queue}.XQ.msgs"
+
+    def wake(self, queue: str) -> str:
+        return f"{self.ns}:{queue}.wake"
 
     @property
     def heartbeats(self) -> str:

@@ -1,0 +1,90 @@
+"""Consumers woken by publishes (worker/wakeup.py), on a real Redis.
+
+Each consumer below is given a back-off of 30-60 s, so a call that returns in time was woken,
+not timed out."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.integration.helpers import usage
+from worker.publisher import Publisher
+from worker.wakeup import WAKE_TOKENS_KEPT, WakeableConsumer, wake_key
+
+_PATIENT_MS = 60_000  # a consumer's idle timeout: its back-off would sleep 30-60 s
+
+
+@pytest.fixture
+def consumer(broker) -> Iterator[WakeableConsumer]:
+    consumer = broker.consume("usage", prefetch=1, timeout=_PATIENT_MS)
+    consumer.misses = 20  # long idle: the next empty fetch backs off for the whole timeout
+    yield consumer
+    consumer.close()
+
+
+def next_in_thread(consumer) -> tuple[threading.Thread, list]:
+    got: list = []
+    thread = threading.Thread(target=lambda: got.append(next(consumer)), daemon=True)
+    thread.start()
+    return thread, got
+
+
+def test_an_idle_consumer_fetches_as_soon_as_an_event_is_published(broker, consumer) -> None:
+    thread, got = next_in_thread(consumer)  # empty queue: waits on the wake list
+    thread.join(0.3)
+    assert thread.is_alive()
+
+    Publisher(broker).publish(usage("u", id="wake-me"))
+    thread.join(10)  # woken, not the 30-60 s back-off
+    assert not thread.is_alive() and got == [None]
+    message = next(consumer)
+    assert message.args[0][0]["id"] == "wake-me"
+
+
+def test_a_full_consumer_fetches_again_as_soon_as_a_message_is_acknowledged(broker, consumer) -> None:
+    publisher = Publisher(broker)
+    publisher.publish(usage("u", id="first"))
+    publisher.publish(usage("u", id="second"))
+    first = next(consumer)
+    thread, got = next_in_thread(consumer)  # prefetch 1, one outstanding: waits for an ack
+    thread.join(0.3)
+    assert thread.is_alive()
+
+    consumer.ack(first)
+    thread.join(10)
+    assert not thread.is_alive() and got == [None]
+    assert next(consumer).args[0][0]["id"] == "second"
+
+
+def test_publishes_leave_a_bounded_number_of_wake_tokens(broker, settings) -> None:
+    client = redis.Redis.from_url(settings.require_redis_url())
+    key = wake_key(settings.redis_namespace, "usage")
+    publisher = Publisher(broker)
+    publisher.publish(usage("u"))
+    assert client.llen(key) == 1
+    for _ in range(WAKE_TOKENS_KEPT + 10):
+        publisher.publish(usage("u"))
+    assert client.llen(key) == WAKE_TOKENS_KEPT
+
+    usage_actor = broker.get_actor("apply_usage_events")
+    client.delete(key)
+    broker.enqueue(usage_actor.message([usage("u")]))  # dramatiq's own enqueue: a retry, an eta reached
+    assert client.llen(key) == 1
+    client.delete(key)
+    broker.enqueue(usage_actor.message([usage("u")]), delay=60_000)
+    assert client.llen(key) == 0  # a delayed message waits for its eta: no need to wake anyone
+
+
+def test_a_server_that_refuses_the_blocking_wait_is_polled_as_dramatiq_does(broker, settings) -> None:
+    client = redis.Redis.from_url(settings.require_redis_url())
+    client.set(wake_key(settings.redis_namespace, "usage"), "not a list")  # BLPOP: WRONGTYPE
+    consumer = broker.consume("usage", prefetch=1, timeout=50)
+    try:
+        assert next(consumer) is None  # no error: it slept instead
+        assert consumer._blocking_wait is False
+    finally:
+        consumer.close()

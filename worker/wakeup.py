@@ -1,0 +1,124 @@
+"""Consumers that are woken by a publish, instead of polling an empty queue with back-off.
+
+dramatiq's Redis consumer polls: when a fetch finds nothing it sleeps, 5-10 ms, then 10-20 ms,
+and so on up to the worker timeout (1 s under `dramatiq`'s CLI). A quiet worker was therefore
+the slow one: at 5 events/s the median publish -> commit latency was 58 ms and p99 227 ms
+(docs/performance.md), and at one event a second it approaches a second. It also sleeps that way
+when it is *full* (`prefetch` messages outstanding), so a short stall of the worker grew into a
+sleep of up to a second after the stall had ended.
+
+Here the sleep on an empty queue is a `BLPOP` on the queue's wake list, with the same back-off
+as its timeout; every publish pushes a token onto that list (`wake`, in the publisher's
+pipeline or after `WakingRedisBroker.enqueue`), so an idle consumer fetches at once. A full
+consumer waits for the next acknowledgement instead of backing off. Tokens only shorten a
+sleep: a message published without one (by another client) is still fetched by the polling.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import compute_backoff
+from dramatiq.errors import ConnectionClosed
+from dramatiq.broker import MessageProxy
+from dramatiq.message import Message
+
+from .ops.keys import Keys
+
+WAKE_TOKENS_KEPT = 64  # a burst of publishes while every consumer is busy leaves at most this many
+
+
+def wake_key(namespace: str, queue_name: str) -> str:
+    return Keys(namespace).wake(queue_name)
+
+
+def wake(client: Any, namespace: str, queue_name: str) -> None:
+    """Push a wake token for the queue's consumers (`client` may be a pipeline)."""
+    key = wake_key(namespace, queue_name)
+    client.lpush(key, 1)
+    client.ltrim(key, 0, WAKE_TOKENS_KEPT - 1)
+
+
+class WakeableConsumer(_RedisConsumer):
+    """dramatiq's Redis consumer (dramatiq 2.x, `_RedisConsumer.__next__`), with its two sleeps
+    replaced: on an empty queue it blocks on the wake list; when full, on the next ack."""
+
+    def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self._wake_key = wake_key(broker.namespace, queue_name)
+        self._slot_freed = threading.Event()
+        self._blocking_wait = True  # False once the server refused a fractional BLPOP timeout
+
+    def ack(self, message: MessageProxy) -> None:
+        try:
+            super().ack(message)
+        finally:
+            self._slot_freed.set()
+
+    def nack(self, message: MessageProxy) -> None:
+        try:
+            super().nack(message)
+        finally:
+            self._slot_freed.set()
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            if self.message_cache:
+                self.misses = 0
+                return self._take(self.message_cache.pop(0))
+            self._slot_freed.clear()  # before the check: an ack from now on ends the wait below
+            if self.outstanding_message_count >= self.prefetch:
+                self._slot_freed.wait(self.timeout / 1000)
+                return None
+            self.message_cache = self.broker.do_fetch(
+                self.queue_name, self.prefetch - self.outstanding_message_count
+            )
+            if self.message_cache:
+                return self.__next__()
+            self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+            self._idle(backoff_ms / 1000)
+            return None
+        except redis.ConnectionError as e:
+            raise ConnectionClosed(e) from None
+
+    def _take(self, data: bytes | None) -> MessageProxy | None:
+        if data is None:  # dramatiq warns about these (its issue #266) and skips them
+            self.logger.warning("Found 'None' message in message cache for queue %r.", self.queue_name)
+            return None
+        message = Message.decode(data)
+        self.queued_message_ids.add(message.message_id)
+        return MessageProxy(message)
+
+    def _idle(self, seconds: float) -> None:
+        seconds = max(seconds, 0.001)  # a BLPOP timeout of 0 would block for good
+        if self._blocking_wait:
+            try:
+                self.broker.client.blpop([self._wake_key], timeout=seconds)
+                return
+            except redis.TimeoutError:  # a socket timeout shorter than the wait: as good as a wake
+                return
+            except redis.ResponseError:  # e.g. Redis < 6 takes whole seconds only
+                self.logger.warning("BLPOP on %r refused: polling %r as dramatiq does.", self._wake_key, self.queue_name)
+                self._blocking_wait = False
+        time.sleep(seconds)
+
+
+class WakingRedisBroker(RedisBroker):
+    """RedisBroker whose consumers are woken by publishes (see the module docstring)."""
+
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return WakeableConsumer
+
+    def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
+        enqueued = super().enqueue(message, delay=delay)
+        if not enqueued.queue_name.endswith(".DQ"):  # a delayed message waits for its eta anyway
+            pipe = self.client.pipeline(transaction=False)
+            wake(pipe, self.namespace, enqueued.queue_name)
+            pipe.execute()
+        return enqueued
