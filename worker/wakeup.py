@@ -22,10 +22,10 @@ from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
-from dramatiq.broker import MessageProxy
 from dramatiq.message import Message
 
 from .ops.keys import Keys
@@ -88,7 +88,8 @@ class WakeableConsumer(_RedisConsumer):
 
     def _take(self, data: bytes | None) -> MessageProxy | None:
         if data is None:  # dramatiq warns about these (its issue #266) and skips them
-            self.logger.warning("Found 'None' message in message cache for queue %r.", self.queue_name)
+            self.logger.warning("Found 'None' message in message cache for queue %r.",
+                                self.queue_name)
             return None
         message = Message.decode(data)
         self.queued_message_ids.add(message.message_id)
@@ -103,7 +104,8 @@ class WakeableConsumer(_RedisConsumer):
             except redis.TimeoutError:  # a socket timeout shorter than the wait: as good as a wake
                 return
             except redis.ResponseError:  # e.g. Redis < 6 takes whole seconds only
-                self.logger.warning("BLPOP on %r refused: polling %r as dramatiq does.", self._wake_key, self.queue_name)
+                self.logger.warning("BLPOP on %r refused: polling %r as dramatiq does.",
+                                    self._wake_key, self.queue_name)
                 self._blocking_wait = False
         time.sleep(seconds)
 
