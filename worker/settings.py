@@ -69,10 +69,11 @@ class Settings(BaseSettings):
     pool_min_size: int = 1
     pool_max_size: int = 4
     statement_timeout_ms: int = 30_000
-    # How long a usage transaction waits for a balance another session holds (the app, a psql
-    # session left open) before those users' events go back with backoff (`balance_busy`), so
-    # that one held row cannot stall the process's other usage messages (ledger/apply.py).
-    balance_lock_timeout_ms: int = Field(2_000, ge=1)
+    # How long a transaction waits for a row another session holds (the app, a psql session left
+    # open) before the events that need it go back with backoff: `balance_busy` (usage: one held
+    # balance cannot stall the process's other usage messages, ledger/apply.py), `row_busy`
+    # (users, billing, storage: no worker thread sits on a held row, domain/each.py).
+    lock_wait_ms: int = Field(2_000, ge=1)
     # Micro-batching: concurrent messages of one process share a transaction (see coalesce.py).
     micro_batch_linger_ms: float = 2.0
     micro_batch_max_events: int = 1000

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
 
 from tests.integration.family_helpers import billing, journal, plan
-from tests.integration.helpers import balance, count, make_user, rejections
+from tests.integration.helpers import balance, count, held_balance, make_user, rejections
+from worker import db
 from worker.domain.billing import BILLING
 from worker.domain.each import apply_each
 from worker.ledger.decide import APPLIED, DUPLICATE, RETRY
@@ -148,3 +150,21 @@ async def test_event_naming_no_clerk_user_is_still_recorded_and_grants_nothing(c
     row = await conn.fetchrow('SELECT "clerkUserId", "userId" FROM "SubscriptionEvent" WHERE id = $1', anonymous["id"])
     assert (row["clerkUserId"], row["userId"]) == ("", None)
     assert await journal(conn) == []
+
+
+async def test_a_payment_for_a_balance_held_elsewhere_waits_and_is_granted_once(
+    conn, database_url, settings, payer
+):
+    """Without the lock wait limit the event would hold its worker thread until statement_timeout."""
+    settings = settings.model_copy(update={"lock_wait_ms": 100})
+    worker_conn = await db.connect(database_url)  # no statement_timeout: only the limit ends the wait
+    try:
+        async with held_balance(database_url, "user_pay"):
+            assert await asyncio.wait_for(apply(worker_conn, settings, RECEIVED), 20) == [(RETRY, "row_busy")]
+            assert await count(conn, '"SubscriptionEvent"') == 0  # rolled back, its claim included
+        [(status, _)] = await apply(worker_conn, settings, RECEIVED)  # the row is free again
+    finally:
+        await worker_conn.close()
+    assert status == APPLIED
+    assert await balance(conn, "user_pay") == 510
+    assert await journal(conn) == [("grant/pay_1", "grant", 500)]

@@ -335,7 +335,7 @@ async def test_stored_payload_of_a_rejection_is_valid_json(conn: asyncpg.Connect
 
 
 async def test_a_batch_applies_free_users_at_once_and_waits_only_for_busy_ones(conn, database_url, settings):
-    settings = settings.model_copy(update={"balance_lock_timeout_ms": 60_000})
+    settings = settings.model_copy(update={"lock_wait_ms": 60_000})
     await make_user(conn, "busy", credits=100)
     await make_user(conn, "free", credits=100)
     worker_conn = await db.connect(database_url)
@@ -363,7 +363,7 @@ async def test_a_balance_held_past_the_lock_timeout_sends_its_events_back_and_th
 ):
     """Without the lock timeout the batch would wait for the held row until statement_timeout,
     and every usage message of the worker process with it."""
-    settings = settings.model_copy(update={"balance_lock_timeout_ms": 100, "statement_timeout_ms": 60_000})
+    settings = settings.model_copy(update={"lock_wait_ms": 100, "statement_timeout_ms": 60_000})
     await make_user(conn, "busy", credits=100)
     await make_user(conn, "free", credits=100)
     events = [usage("busy", id="b1", credits=1), usage("free", id="f1", credits=1), usage("busy", id="b2", credits=2)]

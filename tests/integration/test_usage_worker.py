@@ -124,7 +124,7 @@ async def test_eight_threads_and_a_thousand_events_for_one_user_end_exact(conn, 
 def short_lock_wait(settings):
     """The worker built after this fixture gives up on a held balance after 100 ms, and retries
     long enough to outlast the hold."""
-    settings.balance_lock_timeout_ms = 100
+    settings.lock_wait_ms = 100
     settings.max_retries = 100
     return settings
 

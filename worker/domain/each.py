@@ -4,7 +4,9 @@ The user, billing and storage families are low-volume and their effects touch se
 so every event gets its own transaction. Its idempotency key is claimed in `worker.event_log`
 in that transaction, with its effects: a redelivered event finds its key taken and changes
 nothing (or, with a different payload, is refused as `idempotency_conflict`), and an event that
-must wait raises `RetryLater`, which rolls everything back, its claim included.
+must wait raises `RetryLater`, which rolls everything back, its claim included. So does a row
+another session holds for longer than `lock_wait_ms` (`row_busy`): the event comes back later
+instead of keeping a worker thread waiting until statement_timeout.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ async def _apply_one(
     payload_hash = event.payload_hash()
     try:
         async with conn.transaction():
+            await ledger_repo.limit_lock_wait(conn, settings.lock_wait_ms)
             claimed = await ledger_repo.claim_events(
                 conn, [(key, event.type, payload_hash, event.clerkUserId, None)]
             )
@@ -85,6 +88,8 @@ async def _apply_one(
             )  # fmt: skip
     except RetryLater as exc:
         return Outcome(key, RETRY, exc.reason)
+    except asyncpg.LockNotAvailableError:  # a row it must change was held past lock_wait_ms
+        return Outcome(key, RETRY, "row_busy")
 
 
 async def apply_each(

@@ -9,7 +9,7 @@ duplicate at once: replays cost a hash and an index lookup per event, no validat
 
 The first transaction takes only balances nobody else holds (SKIP LOCKED); the events of users
 another batch is busy with follow in a second transaction that waits for those locks, for at
-most `balance_lock_timeout_ms`: a balance held longer (by the app, by a forgotten psql session)
+most `lock_wait_ms`: a balance held longer (by the app, by a forgotten psql session)
 sends its users' events back as `retry` (`balance_busy`) rather than stall the process. Either
 way a user's events are decided together, in one transaction.
 
@@ -190,7 +190,7 @@ async def _apply_pass(
     deferred: dict[int, LedgerEvent] = {}
     async with conn.transaction():
         if wait_for_locks:
-            await repo.limit_lock_wait(conn, settings.balance_lock_timeout_ms)
+            await repo.limit_lock_wait(conn, settings.lock_wait_ms)
         users = {e.clerkUserId for e in events.values()}
         lock = repo.lock_accounts if wait_for_locks else repo.lock_free_accounts
         accounts = await lock(conn, users) if users else {}
@@ -282,7 +282,7 @@ async def apply_usage_batch(
         try:
             await _apply_events(conn, batch, settings, wait_for_locks=True)
         except asyncpg.LockNotAvailableError:
-            # Another session held one of these balances longer than balance_lock_timeout_ms.
+            # Another session held one of these balances longer than lock_wait_ms.
             # Waiting on would stall every usage message of this process behind it (one
             # transaction in flight, ledger/coalesce.py): the busy users' events come back later.
             batch.settle_busy()
