@@ -106,5 +106,9 @@ class Publisher:
             )  # fmt: skip
         for queue in {m.queue_name for m in messages}:
             wake(pipe, broker.namespace, queue)  # idle consumers fetch now (worker/wakeup.py)
-        pipe.execute()
+        results = pipe.execute(raise_on_error=False)
+        # a failed enqueue is an error; a failed wake token is not (the polling finds the message)
+        for result in results[: len(messages)]:
+            if isinstance(result, Exception):
+                raise result
         return [m.message_id for m in messages]

@@ -120,7 +120,12 @@ class WakingRedisBroker(RedisBroker):
     def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
         enqueued = super().enqueue(message, delay=delay)
         if not enqueued.queue_name.endswith(".DQ"):  # a delayed message waits for its eta anyway
-            pipe = self.client.pipeline(transaction=False)
-            wake(pipe, self.namespace, enqueued.queue_name)
-            pipe.execute()
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                wake(pipe, self.namespace, enqueued.queue_name)
+                pipe.execute()
+            except redis.RedisError:
+                # The message is stored: failing now would have the caller enqueue it again. A
+                # missing token only leaves the consumers to their polling.
+                self.logger.debug("No wake token for %r.", enqueued.queue_name, exc_info=True)
         return enqueued

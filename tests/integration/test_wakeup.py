@@ -88,3 +88,12 @@ def test_a_server_that_refuses_the_blocking_wait_is_polled_as_dramatiq_does(brok
         assert consumer._blocking_wait is False
     finally:
         consumer.close()
+
+
+def test_a_wake_token_that_cannot_be_pushed_does_not_fail_the_publish(broker, settings) -> None:
+    """The message is stored by then: raising would make the caller publish it again."""
+    client = redis.Redis.from_url(settings.require_redis_url())
+    client.set(wake_key(settings.redis_namespace, "usage"), "not a list")  # LPUSH: WRONGTYPE
+    Publisher(broker).publish(usage("nobody-yet", id="published-anyway"))
+    broker.enqueue(broker.get_actor("apply_usage_events").message([usage("nobody-yet", id="enqueued-anyway")]))
+    assert client.hlen(f"{settings.redis_namespace}:usage.msgs") == 2
