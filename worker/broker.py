@@ -37,6 +37,7 @@ from .logs import get_logger
 from .ops.recorder import OpsStats
 from .schema_check import check_schema
 from .settings import Settings, mask_url
+from .settle import Settler
 from .wakeup import WakingRedisBroker
 
 log = get_logger("pedro.broker")
@@ -54,6 +55,7 @@ class Runtime:
     settings: Settings | None = None
     broker: dramatiq.Broker | None = None
     coalescer: Coalescer | None = None
+    settler: Settler | None = None  # acknowledges usage messages after their commit
 
 
 def runtime() -> tuple[Coalescer, Settings]:
@@ -118,6 +120,10 @@ class DatabasePool(Middleware):
             Runtime.settings = self.settings
             Runtime.broker = broker
             Runtime.coalescer = Coalescer(Runtime.pool, self.settings)
+            # Only our consumer hands a deferred ack over (worker/wakeup.py); under any other
+            # broker the actor waits for its commit, so nothing is acknowledged before it.
+            if isinstance(broker, WakingRedisBroker):
+                Runtime.settler = Settler(broker)
         except BaseException as exc:
             detail = exc.detail if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
             log.critical(
@@ -137,9 +143,15 @@ class DatabasePool(Middleware):
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         loop_thread = get_event_loop_thread()
+        if Runtime.coalescer is not None and loop_thread is not None:
+            loop_thread.run_coroutine(Runtime.coalescer.idle())  # the submitted events commit
+        if Runtime.settler is not None:
+            if not Runtime.settler.wait_idle(timeout=30):  # and their messages are acknowledged
+                log.warning("worker_shutdown_unsettled", detail="left unacknowledged: redelivered later")
+            Runtime.settler.stop()
         if Runtime.pool is not None and loop_thread is not None:
             loop_thread.run_coroutine(Runtime.pool.close())
-        Runtime.pool = Runtime.coalescer = None
+        Runtime.pool = Runtime.coalescer = Runtime.settler = None
 
 
 # Replace a message's stored body only if it is still there (it is: we hold it unacked).

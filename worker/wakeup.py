@@ -24,11 +24,12 @@ import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import compute_backoff
+from dramatiq.common import compute_backoff, current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
 from .ops.keys import Keys
+from .settle import hand_off
 
 WAKE_TOKENS_KEPT = 64  # a burst of publishes while every consumer is busy leaves at most this many
 
@@ -55,12 +56,40 @@ class WakeableConsumer(_RedisConsumer):
         self._blocking_wait = True  # False once the server refused a fractional BLPOP timeout
 
     def ack(self, message: MessageProxy) -> None:
+        if not hand_off(message, self):  # a deferred message is acknowledged after its commit
+            self.ack_now(message)
+
+    def nack(self, message: MessageProxy) -> None:
+        if not hand_off(message, self):
+            self.nack_now(message)
+
+    def ack_now(self, message: MessageProxy) -> None:
         try:
             super().ack(message)
         finally:
             self._slot_freed.set()
 
-    def nack(self, message: MessageProxy) -> None:
+    def ack_many(self, messages: list[MessageProxy]) -> None:
+        """Acknowledge several messages in one round trip: dramatiq's `ack` command, pipelined
+        (the arguments are those of `RedisBroker._dispatch`, dramatiq 2.x)."""
+        broker = self.broker
+        try:
+            pipe = broker.client.pipeline(transaction=False)
+            dispatch = broker.scripts["dispatch"]
+            for message in messages:
+                args = ["ack", current_millis(), self.queue_name, broker.broker_id,
+                        broker.heartbeat_timeout, broker.dead_message_ttl, 0,
+                        broker._max_unpack_size(), message.options["redis_message_id"]]  # fmt: skip
+                dispatch(keys=[broker.namespace], args=args, client=pipe)
+            pipe.execute()
+        except redis.ConnectionError as e:
+            raise ConnectionClosed(e) from None
+        finally:
+            for message in messages:
+                self.queued_message_ids.discard(message.message_id)
+            self._slot_freed.set()
+
+    def nack_now(self, message: MessageProxy) -> None:
         try:
             super().nack(message)
         finally:

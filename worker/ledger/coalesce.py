@@ -53,6 +53,10 @@ class Coalescer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def apply(self, events: Sequence[Any], *, message_id: str | None = None) -> BatchResult:
+        return await self.submit(events, message_id=message_id)
+
+    def submit(self, events: Sequence[Any], *, message_id: str | None = None) -> asyncio.Future[BatchResult]:
+        """On the loop: the future of the events' outcomes, set once their transaction committed."""
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
         self._pending.append((events, future, message_id))
         self._pending_events += len(events)
@@ -62,7 +66,12 @@ class Coalescer:
             self._flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.linger, self._flush)
-        return await future
+        return future
+
+    async def idle(self) -> None:
+        """Wait until nothing is pending or in flight (a worker shutting down)."""
+        while self._pending or self._tasks:
+            await asyncio.sleep(0.005)  # a timer or the transaction in flight starts the next group
 
     def _flush(self) -> None:
         if self._timer is not None:

@@ -30,6 +30,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 
 from ..logs import get_logger
+from ..settle import is_deferred
 from ..settings import Settings
 from .keys import (
     BATCH_SIZE_BUCKETS,
@@ -106,6 +107,8 @@ class OpsStats(Middleware):
         self._started[message.message_id] = time.monotonic()
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        if is_deferred(message):  # counted when it is settled, after its commit (worker/settle.py)
+            return
         queue, actor = canonical_queue(message.queue_name), message.actor_name
         started = self._started.pop(message.message_id, None)
         duration_ms = (time.monotonic() - started) * 1000 if started is not None else 0.0
