@@ -175,7 +175,7 @@ class ChaosRun:
                    "PEDRO_REDIS_NAMESPACE": self.namespace, "PEDRO_OVERDRAFT_POLICY": "allow",
                    "PEDRO_MIN_BACKOFF_MS": "200", "PEDRO_MAX_BACKOFF_MS": "2000", "PEDRO_MAX_RETRIES": str(retries),
                    "PEDRO_HEARTBEAT_TIMEOUT_MS": "4000", "PEDRO_MAINTENANCE_CHANCE": "200000",
-                   "PEDRO_LOG_LEVEL": "WARNING", "dramatiq_queue_prefetch": "16"}  # fmt: skip
+                   "PEDRO_LOG_LEVEL": "WARNING"}  # fmt: skip
             self.workers = [WorkerProcess(env, cfg.threads, cfg.log_dir / f"worker-{n}.log") for n in range(cfg.workers)]
             self.started = time.monotonic()
             for w in self.workers:

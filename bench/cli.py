@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="threads per worker process (default PEDRO_WORKER_THREADS)")
     p.add_argument("--connections", type=int,
                    help="connections per process for (a) and (b) (default: --threads)")  # fmt: skip
-    p.add_argument("--prefetch", type=int, help="set dramatiq_queue_prefetch for the workers")
+    p.add_argument("--prefetch", type=int, help="messages each worker process prefetches (default PEDRO_WORKER_PREFETCH)")
     p.add_argument("--latency-rate", type=int, default=1_000, help="events/s for the latency run")
     p.add_argument("--latency-seconds", type=float, help="length of the latency run [15; quick 3]")
     p.add_argument("--scale-out", help="worker process counts for the scale-out run, e.g. 1,2,4 ('' skips)")

@@ -73,7 +73,7 @@ class Fleet:
             "PEDRO_REDIS_NAMESPACE": self.namespace, "PEDRO_LOG_LEVEL": log_level,
         }  # fmt: skip
         if prefetch:
-            self.env["dramatiq_queue_prefetch"] = str(prefetch)
+            self.env["PEDRO_WORKER_PREFETCH"] = str(prefetch)
         self.proc: subprocess.Popen | None = None
         self._terminated = False
         self.broker = build_broker(self.settings, worker=False)  # the publisher's side

@@ -338,14 +338,15 @@ class Bench:
 def _header(opts: BenchOptions, settings: Settings, info: ServerInfo) -> dict[str, Any]:
     import psutil
 
-    prefetch = opts.prefetch or os.environ.get("dramatiq_queue_prefetch") or f"{2 * opts.threads} (dramatiq default)"
+    prefetch = opts.prefetch or settings.worker_prefetch
     return {
         "quick": opts.quick,
         "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
                    f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
         "postgres": info.postgres,
         "redis": info.redis,
-        "workers": f"{opts.processes} processes x {opts.threads} threads, prefetch {prefetch}, "
+        "workers": f"{opts.processes} processes x {opts.threads} threads, prefetch {prefetch} messages "
+                   f"/ {settings.worker_prefetch_events:,} events, "
                    f"pool_max_size {settings.pool_max_size}, log level {opts.worker_log_level}; "
                    f"(a)/(b) on {opts.processes} processes x {opts.connections} connections",
         "workload": f"{opts.users:,} users, batch {opts.batch_size} events/message, "

@@ -88,6 +88,17 @@ class KillableAsyncIO(AsyncIO):
         set_event_loop_thread(event_loop_thread)
 
 
+class Prefetch(Middleware):
+    """`worker_prefetch` as the worker's queue prefetch (dramatiq reads only its environment
+    variable otherwise); set before the worker creates its consumers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        worker.queue_prefetch = self.settings.worker_prefetch
+
+
 class WorkerBootError(MiddlewareError):
     """The worker must not boot (no pool, incompatible schema)."""
 
@@ -281,7 +292,7 @@ def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
         KillableAsyncIO(),
     ]
     if worker:
-        middleware.append(DatabasePool(settings))
+        middleware += [Prefetch(settings), DatabasePool(settings)]
     broker = WakingRedisBroker(
         url=settings.require_redis_url(),
         namespace=settings.redis_namespace,
@@ -289,6 +300,7 @@ def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
         heartbeat_timeout=settings.heartbeat_timeout_ms,
         maintenance_chance=settings.maintenance_chance,
         dead_message_ttl=settings.dead_message_ttl_ms,
+        prefetch_events=settings.worker_prefetch_events,
     )
     for queue in QUEUES:
         broker.declare_queue(queue)

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     # Worker process.
     worker_processes: int = 2
     worker_threads: int = 8  # 4 missed the p99 ≤ 100 ms latency target at 1,000 events/s (docs/performance.md)
+    # Messages each worker process fetches ahead, per queue (dramatiq's prefetch), and at most
+    # this many events in them: many single-event messages make large shared transactions,
+    # while batch messages stay a few thousand events in memory (docs/performance.md).
+    worker_prefetch: int = Field(128, ge=1)
+    worker_prefetch_events: int = Field(8_000, ge=1)
     pool_min_size: int = 1
     pool_max_size: int = 4
     statement_timeout_ms: int = 30_000

@@ -31,6 +31,9 @@ from dramatiq.message import Message
 from .ops.keys import Keys
 from .settle import hand_off
 
+# Until a fetch has shown the queue's message sizes, assume batch messages (the publisher's
+# default size): the first fetch of a fresh consumer stays within the events bound either way.
+_FIRST_GUESS_EVENTS = 500
 WAKE_TOKENS_KEPT = 64  # a burst of publishes while every consumer is busy leaves at most this many
 
 
@@ -54,6 +57,16 @@ class WakeableConsumer(_RedisConsumer):
         self._wake_key = wake_key(broker.namespace, queue_name)
         self._slot_freed = threading.Event()
         self._blocking_wait = True  # False once the server refused a fractional BLPOP timeout
+        # Events held (fetched, not yet acknowledged), bounded as well as messages: a deep
+        # message prefetch makes large groups of single-event messages, and must not mean
+        # `prefetch` batch messages of a thousand events each in memory. Delay queues hold
+        # messages until their eta, not work: they keep dramatiq's message count only.
+        self._max_events = None if queue_name.endswith(".DQ") else getattr(broker, "prefetch_events", None)
+        self._sizes: dict[str, int] = {}  # message id -> events, while held
+        self._sizes_lock = threading.Lock()  # taken by the consumer, released by other threads
+        self.outstanding_events = 0
+        self._typical_size = _FIRST_GUESS_EVENTS  # events per message in the last fetch
+        self._fetched = self._fetched_events = 0
 
     def ack(self, message: MessageProxy) -> None:
         if not hand_off(message, self):  # a deferred message is acknowledged after its commit
@@ -67,7 +80,7 @@ class WakeableConsumer(_RedisConsumer):
         try:
             super().ack(message)
         finally:
-            self._slot_freed.set()
+            self._release(message)
 
     def ack_many(self, messages: list[MessageProxy]) -> None:
         """Acknowledge several messages in one round trip: dramatiq's `ack` command, pipelined
@@ -87,13 +100,26 @@ class WakeableConsumer(_RedisConsumer):
         finally:
             for message in messages:
                 self.queued_message_ids.discard(message.message_id)
-            self._slot_freed.set()
+                self._release(message)
 
     def nack_now(self, message: MessageProxy) -> None:
         try:
             super().nack(message)
         finally:
-            self._slot_freed.set()
+            self._release(message)
+
+    def requeue(self, messages: Any) -> None:
+        messages = list(messages)
+        try:
+            super().requeue(messages)
+        finally:
+            for message in messages:
+                self._release(message)
+
+    def _release(self, message: MessageProxy) -> None:
+        with self._sizes_lock:
+            self.outstanding_events -= self._sizes.pop(message.message_id, 0)
+        self._slot_freed.set()
 
     def __next__(self) -> MessageProxy | None:
         try:
@@ -101,12 +127,11 @@ class WakeableConsumer(_RedisConsumer):
                 self.misses = 0
                 return self._take(self.message_cache.pop(0))
             self._slot_freed.clear()  # before the check: an ack from now on ends the wait below
-            if self.outstanding_message_count >= self.prefetch:
+            room = self._room()
+            if room <= 0:
                 self._slot_freed.wait(self.timeout / 1000)
                 return None
-            self.message_cache = self.broker.do_fetch(
-                self.queue_name, self.prefetch - self.outstanding_message_count
-            )
+            self.message_cache = self.broker.do_fetch(self.queue_name, room)
             if self.message_cache:
                 return self.__next__()
             self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
@@ -122,7 +147,29 @@ class WakeableConsumer(_RedisConsumer):
             return None
         message = Message.decode(data)
         self.queued_message_ids.add(message.message_id)
+        if self._max_events is not None:
+            events = message.args[0] if message.args else None
+            size = len(events) if isinstance(events, list) and events else 1
+            with self._sizes_lock:
+                self._sizes[message.message_id] = size
+                self.outstanding_events += size
+            self._fetched += 1
+            self._fetched_events += size
+            if not self.message_cache:  # the last of a fetch: what the next fetch expects
+                self._typical_size = max(1, self._fetched_events // self._fetched)
+                self._fetched = self._fetched_events = 0
         return MessageProxy(message)
+
+    def _room(self) -> int:
+        """How many messages the next fetch may take: dramatiq's prefetch, and as many as fit
+        in the events left, at the size the last fetch's messages had."""
+        room = self.prefetch - self.outstanding_message_count
+        if self._max_events is not None:
+            events_left = self._max_events - self.outstanding_events
+            room = min(room, events_left // self._typical_size if events_left > 0 else 0)
+            if room <= 0 and not self._sizes:  # one message however large, never none
+                room = 1
+        return room
 
     def _idle(self, seconds: float) -> None:
         seconds = max(seconds, 0.001)  # a BLPOP timeout of 0 would block for good
@@ -140,7 +187,12 @@ class WakeableConsumer(_RedisConsumer):
 
 
 class WakingRedisBroker(RedisBroker):
-    """RedisBroker whose consumers are woken by publishes (see the module docstring)."""
+    """RedisBroker whose consumers are woken by publishes (see the module docstring), and hold
+    at most `prefetch_events` events per queue besides dramatiq's message prefetch."""
+
+    def __init__(self, *args: Any, prefetch_events: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prefetch_events = prefetch_events
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:

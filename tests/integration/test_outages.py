@@ -53,8 +53,8 @@ async def test_postgres_down_then_back_loses_nothing_and_dead_letters_nothing(se
 async def _worker_mid_stream(conn, database_url, redis_url, settings, broker) -> subprocess.Popen:
     """A real worker process (dramatiq's CLI) busy with 20,000 one-credit events of user "u"."""
     await make_user(conn, "u", credits=1_000_000)
-    # small messages, so that the stream takes seconds and a signal lands in the middle of it
-    Publisher(broker, batch_size=10).publish_many([usage("u", id=f"t{n}", credits=1) for n in range(20_000)])
+    # one event per message, so that the stream takes seconds and a signal lands in the middle of it
+    Publisher(broker, batch_size=1).publish_many([usage("u", id=f"t{n}", credits=1) for n in range(20_000)])
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
            "PEDRO_REDIS_NAMESPACE": settings.redis_namespace}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.app", "--processes", "1", "--threads", "4"],

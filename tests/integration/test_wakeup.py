@@ -97,3 +97,36 @@ def test_a_wake_token_that_cannot_be_pushed_does_not_fail_the_publish(broker, se
     Publisher(broker).publish(usage("nobody-yet", id="published-anyway"))
     broker.enqueue(broker.get_actor("apply_usage_events").message([usage("nobody-yet", id="enqueued-anyway")]))
     assert client.hlen(f"{settings.redis_namespace}:usage.msgs") == 2
+
+
+def take_all(consumer, limit: int = 1_000) -> list:
+    """Every message the consumer hands out before it is full (a `None`: nothing more for now)."""
+    taken = []
+    while len(taken) < limit and (message := next(consumer)) is not None:
+        taken.append(message)
+    return taken
+
+
+def test_a_consumer_holds_at_most_prefetch_events_of_batch_messages(broker) -> None:
+    broker.prefetch_events = 250
+    Publisher(broker, batch_size=100).publish_many([usage("u", id=f"b{n}") for n in range(1_000)])  # 10 messages
+    consumer = broker.consume("usage", prefetch=100, timeout=50)
+    try:
+        held = take_all(consumer)
+        assert [len(m.args[0]) for m in held] == [100, 100]  # a third would pass 250 events
+        consumer.ack(held[0])
+        assert len(take_all(consumer)) == 1  # room for one more
+    finally:
+        consumer.close()
+
+
+def test_a_consumer_holds_up_to_its_prefetch_of_single_event_messages(broker) -> None:
+    broker.prefetch_events = 8_000
+    publisher = Publisher(broker)
+    for n in range(150):
+        publisher.publish(usage(f"u{n}", id=f"s{n}"))  # a message each
+    consumer = broker.consume("usage", prefetch=100, timeout=50)
+    try:
+        assert len(take_all(consumer)) == 100  # the message prefetch binds, not the events
+    finally:
+        consumer.close()
