@@ -88,27 +88,24 @@ class Settler:
     # --- the settler thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            ready = self._collect()
-            if ready is None:
-                return
+        stopping = False
+        while not stopping:
+            ready, stopping = self._collect()
             try:
                 self._settle_all(ready)
-            except Exception:  # never lose the thread: an unacknowledged message is redelivered
-                log.exception("settle_failed", messages=len(ready))
             finally:
                 with self._idle:
                     self._pending -= len(ready)
                     self._idle.notify_all()
 
-    def _collect(self) -> list[tuple[Any, dict[str, Any]]] | None:
+    def _collect(self) -> tuple[list[tuple[Any, dict[str, Any]]], bool]:
         """Wait for the next item, then take all that arrived: the messages whose two halves
-        (commit done, ack handed off) are now both here. None when stopped."""
+        (commit done, ack handed off) are now both here, and whether `stop` was called."""
         ready = []
         item = self._inbox.get()
         while True:
             if item is None:
-                return None
+                return ready, True
             kind, message, value = item
             halves = self._halves.setdefault(id(message), {})
             halves[kind] = value
@@ -118,20 +115,27 @@ class Settler:
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
-                return ready
+                return ready, False
 
     def _settle_all(self, ready: list[tuple[Any, dict[str, Any]]]) -> None:
         acks: dict[Any, list[Any]] = {}
         for message, halves in ready:
             future, settle = halves["done"]
             consumer = halves["ack"]
-            self._settle(message, future, settle)
-            if message.failed:
-                self._post_process(message, consumer)
-            else:
-                acks.setdefault(consumer, []).append(message)
+            try:
+                self._settle(message, future, settle)
+                if message.failed:
+                    self._post_process(message, consumer)
+                else:
+                    acks.setdefault(consumer, []).append(message)
+            except Exception:  # a bug, not an outage: leave it unacknowledged, keep the rest going
+                log.exception("settle_failed", message_id=message.message_id)
+                consumer.abandon(message)
         for consumer, messages in acks.items():  # one round trip per consumer, not per message
-            self._retrying(lambda: consumer.ack_many(messages), messages[0])
+            try:
+                self._retrying(lambda: consumer.ack_many(messages), messages[0])
+            except Exception:  # ack_many has freed their slots: redelivered when this worker restarts
+                log.exception("ack_failed", messages=len(messages))
 
     def _settle(self, message: Any, future: asyncio.Future, settle: Settle) -> None:
         exception: BaseException | None = None

@@ -116,6 +116,13 @@ class WakeableConsumer(_RedisConsumer):
             for message in messages:
                 self._release(message)
 
+    def abandon(self, message: MessageProxy) -> None:
+        """Neither ack nor nack (a message that could not be settled): its prefetch slot is freed,
+        and it stays in Redis, unacknowledged, until this worker is gone and it is redelivered —
+        what dramatiq does with a message whose ack failed for an unknown reason."""
+        self.queued_message_ids.discard(message.message_id)
+        self._release(message)
+
     def _release(self, message: MessageProxy) -> None:
         with self._sizes_lock:
             self.outstanding_events -= self._sizes.pop(message.message_id, 0)
