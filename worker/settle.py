@@ -24,8 +24,11 @@ What the guarantees rest on:
   with a reason. `OpsStats` counts a deferred message once, when it is settled.
 * **Bounded.** Messages waiting here still count as outstanding for the consumer, so a process
   holds at most `prefetch` of them; a stalled database stops the fetching, not the memory.
-* **Shutdown drains.** `drain` waits for the transactions in flight and their acks before the
-  pool closes (`DatabasePool.after_worker_shutdown`).
+* **Shutdown drains.** A stopping worker waits for the coalescer's transactions
+  (`Coalescer.idle`) and then for their acks (`Settler.wait_idle`) before its pool closes
+  (`DatabasePool.after_worker_shutdown`).
+* **One failure stays one.** A message that cannot be settled (a bug, not an outage) is logged
+  and left unacknowledged, its prefetch slot freed (`abandon`); the others go on.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ Settle = Callable[[Any, Any], None]
 
 def hand_off(message: Any, consumer: Any) -> bool:
     """Called by the consumer's ack/nack: True if the message is deferred (and now handed to its
-    settler, which acknowledges it later through `consumer.ack_now` / `consumer.nack_now`)."""
+    settler, which acknowledges it later through `consumer.ack_many` / `consumer.nack_now`)."""
     handler = getattr(message, HAND_OFF, None)
     if handler is None:
         return False
