@@ -12,7 +12,9 @@ import pytest
 import redis
 
 from tests.integration.helpers import usage
+from worker.broker import build_broker
 from worker.publisher import Publisher
+from worker.runner import InProcessWorker
 from worker.wakeup import WAKE_TOKENS_KEPT, WakeableConsumer, wake_key
 
 _PATIENT_MS = 60_000  # a consumer's idle timeout: its back-off would sleep 30-60 s
@@ -130,3 +132,14 @@ def test_a_consumer_holds_up_to_its_prefetch_of_single_event_messages(broker) ->
         assert len(take_all(consumer)) == 100  # the message prefetch binds, not the events
     finally:
         consumer.close()
+
+
+def test_the_worker_prefetches_what_the_settings_say(settings) -> None:
+    broker = build_broker(settings.model_copy(update={"worker_prefetch": 37, "worker_prefetch_events": 900}))
+    try:
+        with InProcessWorker(broker, threads=2) as running:
+            consumers = running.worker.consumers
+            assert consumers["usage"].prefetch == 37  # not dramatiq's 2 × threads
+            assert broker.prefetch_events == 900
+    finally:
+        broker.close()
