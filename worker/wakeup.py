@@ -12,6 +12,11 @@ as its timeout; every publish pushes a token onto that list (`wake`, in the publ
 pipeline or after `WakingRedisBroker.enqueue`), so an idle consumer fetches at once. A full
 consumer waits for the next acknowledgement instead of backing off. Tokens only shorten a
 sleep: a message published without one (by another client) is still fetched by the polling.
+
+The same consumer also: hands the ack of a usage message whose commit is still pending to the
+settler (worker/settle.py), which acknowledges it later, in one pipelined round trip with
+others (`ack_many`); and holds at most `prefetch_events` events besides dramatiq's message
+prefetch, so a deep prefetch of single-event messages is not as deep in batch messages.
 """
 
 from __future__ import annotations
