@@ -93,19 +93,17 @@ class WakeableConsumer(_RedisConsumer):
         broker = self.broker
         try:
             pipe = broker.client.pipeline(transaction=False)
-            dispatch = broker.scripts["dispatch"]
+            dispatch, keys = broker.scripts["dispatch"], [broker.namespace]
+            command = ["ack", current_millis(), self.queue_name, broker.broker_id,
+                       broker.heartbeat_timeout, broker.dead_message_ttl, 0, broker._max_unpack_size()]  # fmt: skip
             for message in messages:
-                args = ["ack", current_millis(), self.queue_name, broker.broker_id,
-                        broker.heartbeat_timeout, broker.dead_message_ttl, 0,
-                        broker._max_unpack_size(), message.options["redis_message_id"]]  # fmt: skip
-                dispatch(keys=[broker.namespace], args=args, client=pipe)
+                dispatch(keys=keys, args=[*command, message.options["redis_message_id"]], client=pipe)
             pipe.execute()
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
         finally:
             for message in messages:
-                self.queued_message_ids.discard(message.message_id)
-                self._release(message)
+                self._forget(message)
 
     def nack_now(self, message: MessageProxy) -> None:
         try:
@@ -125,6 +123,10 @@ class WakeableConsumer(_RedisConsumer):
         """Neither ack nor nack (a message that could not be settled): its prefetch slot is freed,
         and it stays in Redis, unacknowledged, until this worker is gone and it is redelivered —
         what dramatiq does with a message whose ack failed for an unknown reason."""
+        self._forget(message)
+
+    def _forget(self, message: MessageProxy) -> None:
+        """No longer held by this consumer (what dramatiq's ack and nack do after their call)."""
         self.queued_message_ids.discard(message.message_id)
         self._release(message)
 
