@@ -13,11 +13,15 @@ hash. msgspec does both several times faster, with the same results:
   spelling of floats with an exponent (`1e20` instead of `1e+20`) — stable either way, since
   hashes are compared with hashes made by this same function.
 
-Encoding messages stays with the standard library (dramatiq's `JSONEncoder`): it happens once
-per message on the publishing side, and msgspec would silently write `NaN` as `null`. Values
-JSON has no type for but an event's fields accept — `datetime` (an aware `occurredAt`), `date`,
-`UUID`, `Decimal`, enums — are written in their JSON form (ISO 8601 and so on, as pydantic
-writes them), so `Publisher.publish(event)` takes the same Python values `validate_event` does.
+* **Encoding messages** (the publishing side: 1.4 µs per event with the standard library, 0.2
+  with msgspec) gives what dramatiq's `JSONEncoder` gives, but for the spelling of floats and
+  that non-ASCII text is written as UTF-8 rather than escaped — the worker decodes the same
+  values. msgspec would silently write `NaN` as `null`, so any output with a `null` in it (or
+  that msgspec refuses) is encoded by the standard library instead, which writes `NaN` as
+  `NaN`: the worker then rejects that event with a reason, as it always did. Values JSON has no
+  type for but an event's fields accept — `datetime` (an aware `occurredAt`), `date`, `UUID`,
+  `Decimal`, enums — are written in their JSON form (ISO 8601 and so on, as pydantic writes
+  them), so `Publisher.publish(event)` takes the same Python values `validate_event` does.
 """
 
 from __future__ import annotations
@@ -94,11 +98,20 @@ def _json_form(value: Any) -> Any:
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable") from None
 
 
+_message = msgspec.json.Encoder(enc_hook=_json_form)
+
+
 class MessageEncoder(JSONEncoder):
     """dramatiq's JSON encoder with a fast decoder (installed in worker/broker.py)."""
 
     def encode(self, data: MessageData) -> bytes:
-        return json.dumps(data, separators=(",", ":"), default=_json_form).encode("utf-8")
+        try:
+            encoded = _message.encode(data)
+        except (TypeError, ValueError, OverflowError):
+            encoded = b""
+        if not encoded or b"null" in encoded:  # maybe a NaN written as null: see the module docstring
+            encoded = json.dumps(data, separators=(",", ":"), default=_json_form).encode("utf-8")
+        return encoded
 
     def decode(self, data: bytes) -> MessageData:
         try:

@@ -101,3 +101,17 @@ def test_messages_carry_the_json_form_of_datetimes_and_other_event_values():
     with pytest.raises(TypeError, match="not JSON serializable"):
         codec.MessageEncoder().encode({"args": [object()]})
     assert codec.MessageEncoder().encode({"x": float("nan")}) == b'{"x":NaN}'  # as before
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+))  # fmt: skip
+def test_a_message_decodes_to_what_the_standard_librarys_encoding_decodes_to(value):
+    """msgspec writes messages; NaN and ±Infinity (which it would write as null) still arrive as
+    the standard library writes them, so the worker can refuse them."""
+    data = {"args": [value], "options": {}}
+    expected = json.dumps(data, separators=(",", ":")).encode()
+    encoded = codec.MessageEncoder().encode(data)
+    assert json.dumps(codec.decode(encoded)) == json.dumps(codec.decode(expected))

@@ -27,8 +27,7 @@ REJECTED = "rejected"
 RETRY = "retry"
 
 
-@dataclass
-class Account:
+class Account(NamedTuple):  # a NamedTuple, like Outcome: one per user of a batch
     """A locked "CreditBalance" row."""
 
     balance_id: str
@@ -76,7 +75,8 @@ def usage_cost(event: UsageRecorded, feature_costs: Mapping[str, object], defaul
 
 
 def _naive_utc(value: datetime | None, now: datetime) -> datetime:
-    return (value or now).astimezone(UTC).replace(tzinfo=None)
+    moment = value or now
+    return (moment if moment.tzinfo is UTC else moment.astimezone(UTC)).replace(tzinfo=None)
 
 
 def _order_key(item: tuple[int, LedgerEvent]) -> tuple:
