@@ -102,7 +102,7 @@ _message = msgspec.json.Encoder(enc_hook=_json_form)
 
 
 class MessageEncoder(JSONEncoder):
-    """dramatiq's JSON encoder with a fast decoder (installed in worker/broker.py)."""
+    """dramatiq's JSON encoder, fast both ways (module docstring; installed in worker/broker.py)."""
 
     def encode(self, data: MessageData) -> bytes:
         try:
