@@ -32,6 +32,7 @@ from dramatiq.middleware import (
 from . import db
 from .codec import MessageEncoder
 from .errors import Rejected, RetryLater, WorkerError
+from .gc_tuning import GarbageCollection
 from .ledger.coalesce import Coalescer
 from .logs import get_logger
 from .ops.recorder import OpsStats
@@ -292,7 +293,7 @@ def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
         KillableAsyncIO(),
     ]
     if worker:
-        middleware += [Prefetch(settings), DatabasePool(settings)]
+        middleware += [Prefetch(settings), DatabasePool(settings), GarbageCollection()]
     broker = WakingRedisBroker(
         url=settings.require_redis_url(),
         namespace=settings.redis_namespace,

@@ -3,10 +3,10 @@
 -- ids, so concurrent batches take locks in the same order and cannot deadlock). Users without
 -- a balance are simply absent. A LATERAL per user, not `= ANY(...) FOR UPDATE`: the latter
 -- re-sorts the whole array after every lock wait and collapses under contention.
--- $1 clerk user ids text[] (sorted)
+-- $3 clerk user ids (sorted), packed (worker/repo/packed.py): $1 separator, $2 NULL marker
 SELECT cb.id AS balance_id, cb."userId" AS user_id, cb."clerkUserId" AS clerk_user_id,
        cb."creditsRemaining" AS balance
-FROM unnest($1::text[]) WITH ORDINALITY AS k(clerk_user_id, n)
+FROM unnest((string_to_array($3, $1, $2))[2:]) WITH ORDINALITY AS k(clerk_user_id, n)
 CROSS JOIN LATERAL (
     SELECT c.id, c."userId", c."clerkUserId", c."creditsRemaining"
     FROM "CreditBalance" c
@@ -24,10 +24,11 @@ SELECT set_config('lock_timeout', $1, true)
 -- Like lock_accounts, but skips balance rows another transaction holds (it never waits, so it
 -- cannot deadlock): a batch first applies the users nobody else is busy with, then waits only
 -- for the rest. Users that are locked or have no balance are absent alike (see
--- find_existing_accounts). $1 clerk user ids text[] (sorted)
+-- find_existing_accounts).
+-- $3 clerk user ids (sorted), packed (worker/repo/packed.py): $1 separator, $2 NULL marker
 SELECT cb.id AS balance_id, cb."userId" AS user_id, cb."clerkUserId" AS clerk_user_id,
        cb."creditsRemaining" AS balance
-FROM unnest($1::text[]) WITH ORDINALITY AS k(clerk_user_id, n)
+FROM unnest((string_to_array($3, $1, $2))[2:]) WITH ORDINALITY AS k(clerk_user_id, n)
 CROSS JOIN LATERAL (
     SELECT c.id, c."userId", c."clerkUserId", c."creditsRemaining"
     FROM "CreditBalance" c
@@ -74,8 +75,9 @@ RETURNING event_id
 -- The recorded hashes of events already decided: the payload hash (same payload: a duplicate,
 -- else an idempotency conflict) and the raw hash (a replay that matches it is a duplicate
 -- before it is validated again). worker.decided_events always uses the primary key, whatever
--- the table's statistics say (migrations 0004, 0005). $1 event ids text[]
-SELECT event_id, payload_hash, raw_hash FROM worker.decided_events($1::text[])
+-- the table's statistics say (migrations 0004, 0005).
+-- $3 event ids, packed (worker/repo/packed.py): $1 separator, $2 NULL marker
+SELECT event_id, payload_hash, raw_hash FROM worker.decided_events((string_to_array($3, $1, $2))[2:])
 
 -- write_ledger --
 -- Everything a batch decided, in one statement: the idempotency keys of its decided events
@@ -84,30 +86,39 @@ SELECT event_id, payload_hash, raw_hash FROM worker.decided_events($1::text[])
 -- other in one order. No ON CONFLICT: a key decided since the batch's lookup (a twin that
 -- committed first) fails the statement and rolls the transaction back; the caller then settles
 -- that event as seen and runs the rest again (worker/ledger/apply.py).
--- $1..$5 worker.event_log: event_id text[], event_type text[], payload_hash text[],
---        clerk_user_id text[], raw_hash text[] (of the event as it arrived; NULL when it has none)
--- $6..$12 "UsageHistory": id text[], userId text[], creditBalanceId text[], operationType text[],
---        creditsUsed int[], details (JSON text) text[], timestamp timestamp[]
--- $13..$17 journal: event_id text[], user_id text[], kind text[], delta int[], refund_of text[]
--- $18..$19 openings: user_id text[], opening int[]
--- $20..$21 balances: "CreditBalance".id text[], delta int[]
+-- Columns come packed as delimited text (worker/repo/packed.py: $1 separator, $2 NULL marker;
+-- `(string_to_array($n, $1, $2))[2:]` is the column), but for the timestamps:
+-- $3..$7 worker.event_log: event_id, event_type, payload_hash, clerk_user_id, raw_hash (of the
+--        event as it arrived; NULL when it has none)
+-- $8..$13 "UsageHistory": id, userId, creditBalanceId, operationType, creditsUsed (int),
+--        details (JSON text); $23 its timestamps, timestamp[]
+-- $14..$18 journal: event_id, user_id, kind, delta (int), refund_of
+-- $19..$20 openings: user_id, opening (int)
+-- $21..$22 balances: "CreditBalance".id, delta (int)
 WITH decided AS (
     INSERT INTO worker.event_log (event_id, event_type, payload_hash, clerk_user_id, raw_hash)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    SELECT * FROM unnest((string_to_array($3, $1, $2))[2:], (string_to_array($4, $1, $2))[2:],
+                         (string_to_array($5, $1, $2))[2:], (string_to_array($6, $1, $2))[2:],
+                         (string_to_array($7, $1, $2))[2:])
     RETURNING 1
 ), usage_rows AS (
     INSERT INTO "UsageHistory" ("id", "userId", "creditBalanceId", "operationType", "creditsUsed", "details", "timestamp")
     SELECT u.id, u.user_id, u.balance_id, u.op::"OperationType", u.credits, u.details::jsonb, u.ts
-    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::timestamp[])
+    FROM unnest((string_to_array($8, $1, $2))[2:], (string_to_array($9, $1, $2))[2:],
+                (string_to_array($10, $1, $2))[2:], (string_to_array($11, $1, $2))[2:],
+                (string_to_array($12, $1, $2))[2:]::int[], (string_to_array($13, $1, $2))[2:],
+                $23::timestamp[])
          AS u(id, user_id, balance_id, op, credits, details, ts)
     RETURNING 1
 ), journal_rows AS (
     INSERT INTO worker.journal (event_id, user_id, kind, delta, refund_of)
-    SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::int[], $17::text[])
+    SELECT * FROM unnest((string_to_array($14, $1, $2))[2:], (string_to_array($15, $1, $2))[2:],
+                         (string_to_array($16, $1, $2))[2:], (string_to_array($17, $1, $2))[2:]::int[],
+                         (string_to_array($18, $1, $2))[2:])
     RETURNING 1
 ), openings AS (
     INSERT INTO worker.balance_opening (user_id, opening)
-    SELECT * FROM unnest($18::text[], $19::int[])
+    SELECT * FROM unnest((string_to_array($19, $1, $2))[2:], (string_to_array($20, $1, $2))[2:]::int[])
     ON CONFLICT (user_id) DO NOTHING
     RETURNING 1
 ), balances AS (
@@ -115,7 +126,7 @@ WITH decided AS (
     SET "creditsRemaining" = cb."creditsRemaining" + d.delta,
         "updatedAt" = CURRENT_TIMESTAMP,
         "lastSyncedAt" = CURRENT_TIMESTAMP
-    FROM unnest($20::text[], $21::int[]) AS d(id, delta)
+    FROM unnest((string_to_array($21, $1, $2))[2:], (string_to_array($22, $1, $2))[2:]::int[]) AS d(id, delta)
     WHERE cb.id = d.id
     RETURNING 1
 )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from .. import db
+from . import packed
 from ..ledger.decide import Account, Plan, RefundTarget
 
 
@@ -17,12 +18,12 @@ def _accounts(rows: Sequence[asyncpg.Record]) -> dict[str, Account]:
 
 async def lock_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> dict[str, Account]:
     """Lock these users' balances, waiting for other transactions (sorted: no deadlocks)."""
-    return _accounts(await db.fetch(conn, "lock_accounts", sorted(clerk_user_ids)))
+    return _accounts(await db.fetch(conn, "lock_accounts", *packed.arguments([sorted(clerk_user_ids)])))
 
 
 async def lock_free_accounts(conn: asyncpg.Connection, clerk_user_ids: Sequence[str]) -> dict[str, Account]:
     """Lock the balances of these users that no other transaction holds; never waits."""
-    return _accounts(await db.fetch(conn, "lock_free_accounts", sorted(clerk_user_ids)))
+    return _accounts(await db.fetch(conn, "lock_free_accounts", *packed.arguments([sorted(clerk_user_ids)])))
 
 
 async def limit_lock_wait(conn: asyncpg.Connection, milliseconds: int) -> None:
@@ -63,7 +64,7 @@ async def find_decided_events(
     conn: asyncpg.Connection, event_ids: Sequence[str]
 ) -> dict[str, tuple[str, str | None]]:
     """event_id -> (payload_hash, raw_hash) of the events already decided."""
-    rows = await db.fetch(conn, "find_decided_events", list(event_ids))
+    rows = await db.fetch(conn, "find_decided_events", *packed.arguments([event_ids]))
     return {r["event_id"]: (r["payload_hash"], r["raw_hash"]) for r in rows}
 
 
@@ -87,16 +88,15 @@ async def write_ledger(
     """
     if not decided and not plan.journal_rows:
         return
-    openings = sorted(plan.openings.items())
-    deltas = sorted(plan.balance_deltas.items())
-    await db.fetchrow(
-        conn, "write_ledger",
+    usage = _columns(plan.usage_rows, 7)
+    columns = packed.arguments([
         *_columns(sorted(decided, key=lambda d: d[0]), 5),
-        *_columns(plan.usage_rows, 7),
+        *usage[:6],
         *_columns(plan.journal_rows, 5),
-        *_columns(openings, 2),
-        *_columns(deltas, 2),
-    )  # fmt: skip
+        *_columns(sorted(plan.openings.items()), 2),
+        *_columns(sorted(plan.balance_deltas.items()), 2),
+    ])  # fmt: skip
+    await db.fetchrow(conn, "write_ledger", *columns, usage[6])
 
 
 def _storable(value: object) -> object:
