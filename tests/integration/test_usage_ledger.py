@@ -24,7 +24,7 @@ from tests.integration.helpers import (
 )  # fmt: skip
 from worker import db
 from worker.ledger import apply as apply_module
-from worker.ledger.apply import apply_usage_batch
+from worker.ledger.apply import OpenedUsers, apply_usage_batch
 from worker.ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY
 from worker.repo import ledger as repo_module
 from worker.repo.ledger import find_decided_events
@@ -400,3 +400,39 @@ async def test_decided_event_lookups_use_the_primary_key_even_on_stale_statistic
         assert sorted(found) == sorted(ids)
         assert after["seq_scan"] == before["seq_scan"], len(ids)  # a scan reads all 100,000 rows
         assert after["idx_scan"] > before["idx_scan"]
+
+
+async def opening(conn, clerk: str) -> int | None:
+    return await conn.fetchval(
+        'SELECT o.opening FROM worker.balance_opening o JOIN "CreditBalance" cb ON cb."userId" = o.user_id '
+        'WHERE cb."clerkUserId" = $1', clerk,
+    )  # fmt: skip
+
+
+async def test_openings_are_written_once_and_only_skipped_after_they_committed(conn, settings):
+    opened = OpenedUsers()
+    await make_user(conn, "u", credits=100)
+    # a real failure after the decision, inside the transaction: the journal refuses this delta
+    await conn.execute("ALTER TABLE worker.journal ADD CONSTRAINT no_sevens CHECK (delta <> -7)")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await apply_usage_batch(conn, [usage("u", credits=7)], settings, opened=opened)
+    await conn.execute("ALTER TABLE worker.journal DROP CONSTRAINT no_sevens")
+    assert await opening(conn, "u") is None  # rolled back, and not taken for opened
+
+    for credits in (5, 1):
+        result = await apply_usage_batch(conn, [usage("u", credits=credits)], settings, opened=opened)
+        assert [o.status for o in result.outcomes] == [APPLIED]
+    assert await opening(conn, "u") == 100 and await balance(conn, "u") == 94
+    assert await find_balance_drift(conn) == []
+
+
+def test_known_openings_are_dropped_from_a_plan_and_the_set_stays_bounded():
+    opened = OpenedUsers(limit=3)
+    opened.committed({"a": 1, "b": 2})
+    openings = {"a": 1, "c": 3}
+    opened.drop_known(openings)
+    assert openings == {"c": 3}
+    opened.committed({"c": 3, "d": 4})  # past the limit: forgets, then knows only these
+    openings = {"a": 1, "c": 3, "d": 4}
+    opened.drop_known(openings)
+    assert openings == {"a": 1}

@@ -71,6 +71,15 @@ def test_events_are_decided_in_occurred_at_order_not_arrival_order():
     assert statuses(plan)["late"] == (REJECTED, "insufficient_credits")
 
 
+def test_same_instant_keeps_arrival_order_and_events_without_a_time_come_last():
+    grant = ev(type="credits.adjusted", id="grant", clerkUserId="u1", delta=-90, reason="correction")
+    plan = run([grant, use("second", credits=30, at=5), use("first", credits=30, at=1),
+                use("also", credits=30, at=5)])  # fmt: skip
+    assert statuses(plan) == {"first": (APPLIED, None), "second": (APPLIED, None),
+                              "also": (APPLIED, None), "grant": (REJECTED, "insufficient_credits")}  # fmt: skip
+    assert [r[0] for r in plan.journal_rows] == ["first", "second", "also"]  # ties: arrival order
+
+
 def test_refund_in_the_same_batch_follows_its_usage():
     plan = run([refund("r", of="a"), use("a", credits=8)])
     assert statuses(plan) == {"a": (APPLIED, None), "r": (APPLIED, None)}

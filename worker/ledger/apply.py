@@ -65,6 +65,33 @@ class BatchResult:
         return [i for i, o in enumerate(self.outcomes) if o.status == RETRY]
 
 
+class OpenedUsers:
+    """Users whose opening balance (`worker.balance_opening`) this process saw committed.
+
+    A user's first movement records the balance it started from; every later batch over that
+    user offered the row again and PostgreSQL refused it (ON CONFLICT DO NOTHING), an index probe
+    per user: ~2.5 µs of PostgreSQL CPU per event, about 8 % (docs/performance.md). Nothing
+    deletes an opening, so a user whose opening was in a committed batch is skipped from then
+    on. One set per database (the coalescer's, in a worker process); emptied when it reaches
+    `limit` users, which only means those openings are offered once more.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._users: set[str] = set()
+
+    def drop_known(self, openings: dict[str, int]) -> None:
+        """Remove the users already known to be opened from a plan's openings."""
+        for user_id in [u for u in openings if u in self._users]:
+            del openings[user_id]
+
+    def committed(self, openings: dict[str, int]) -> None:
+        """A transaction that wrote (or found) these openings committed."""
+        if len(self._users) + len(openings) > self.limit:
+            self._users.clear()
+        self._users.update(openings)
+
+
 def safe_payload(raw: Any) -> str:
     """The raw event as JSON for the rejection table, bounded and always valid JSON."""
     try:
@@ -178,7 +205,8 @@ def _parse(batch: _Batch, indexes: list[int]) -> None:
 
 
 async def _apply_pass(
-    conn: asyncpg.Connection, batch: _Batch, settings: Settings, *, wait_for_locks: bool
+    conn: asyncpg.Connection, batch: _Batch, settings: Settings, opened: OpenedUsers | None, *,
+    wait_for_locks: bool,
 ) -> dict[int, LedgerEvent]:
     """One transaction over the batch's undecided events. Without `wait_for_locks`, users whose
     balance another transaction holds are skipped: their events are returned, undecided.
@@ -226,8 +254,13 @@ async def _apply_pass(
         # a twin that was decided since the lookup makes it fail (see _apply_events).
         hashes, raw_hashes = batch.hashes, batch.raw_hashes
         decided = [(e.id, e.type, hashes[i], e.clerkUserId, raw_hashes[i]) for i, e in events.items()]
+        if opened is not None:
+            opened.drop_known(plan.openings)
         await repo.write_ledger(conn, plan, decided)
         await repo.insert_rejections(conn, batch.rejections + plan.rejections)
+
+    if opened is not None:
+        opened.committed(plan.openings)
 
     batch.rejections = []
     for i, outcome in settled.items():
@@ -239,7 +272,8 @@ async def _apply_pass(
 
 
 async def _apply_events(
-    conn: asyncpg.Connection, batch: _Batch, settings: Settings, *, wait_for_locks: bool
+    conn: asyncpg.Connection, batch: _Batch, settings: Settings, opened: OpenedUsers | None, *,
+    wait_for_locks: bool,
 ) -> dict[int, LedgerEvent]:
     """_apply_pass, again if a twin of some of the events was decided meanwhile.
 
@@ -251,7 +285,7 @@ async def _apply_events(
     """
     for attempt in range(_RACE_ATTEMPTS):
         try:
-            return await _apply_pass(conn, batch, settings, wait_for_locks=wait_for_locks)
+            return await _apply_pass(conn, batch, settings, opened, wait_for_locks=wait_for_locks)
         except asyncpg.UniqueViolationError:
             ids = [e.id for e in batch.events.values()]
             recorded = await repo.find_decided_events(conn, ids) if ids else {}
@@ -262,11 +296,13 @@ async def _apply_events(
 
 
 async def apply_usage_batch(
-    conn: asyncpg.Connection, raw_events: Sequence[Any], settings: Settings
+    conn: asyncpg.Connection, raw_events: Sequence[Any], settings: Settings, *, opened: OpenedUsers | None = None
 ) -> BatchResult:
     """Apply a batch: first the users no other transaction is busy with (without waiting), then,
     in a second transaction that waits for their locks, the users that were busy. Concurrent
-    batches over overlapping users thus run side by side instead of one after the other."""
+    batches over overlapping users thus run side by side instead of one after the other.
+
+    `opened`: the users of this database whose opening balance is known to be recorded (skipped)."""
     batch = _Batch(raw_events)
     # A decided event never becomes undecided, so known ids are looked up before anything else,
     # outside the transaction: replays are settled without validation or locks. A first
@@ -277,10 +313,10 @@ async def apply_usage_batch(
     if recorded:
         seen = [i for i, e in batch.events.items() if e.id in recorded]
         batch.settle_seen(seen, recorded)
-    deferred = await _apply_events(conn, batch, settings, wait_for_locks=False)
+    deferred = await _apply_events(conn, batch, settings, opened, wait_for_locks=False)
     if deferred:
         try:
-            await _apply_events(conn, batch, settings, wait_for_locks=True)
+            await _apply_events(conn, batch, settings, opened, wait_for_locks=True)
         except asyncpg.LockNotAvailableError:
             # Another session held one of these balances longer than lock_wait_ms.
             # Waiting on would stall every usage message of this process behind it (one

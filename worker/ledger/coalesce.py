@@ -31,7 +31,7 @@ import structlog
 
 from ..logs import get_logger
 from ..settings import Settings
-from .apply import BatchResult, apply_usage_batch
+from .apply import BatchResult, OpenedUsers, apply_usage_batch
 
 log = get_logger("pedro.coalesce")
 
@@ -46,6 +46,7 @@ class Coalescer:
         self.linger = settings.micro_batch_linger_ms / 1000
         self.max_events = settings.micro_batch_max_events
         self.concurrency = settings.micro_batch_concurrency
+        self.opened = OpenedUsers()  # one pool, one database
         self._pending: list[_Submission] = []
         self._pending_events = 0
         self._running = 0
@@ -108,7 +109,7 @@ class Coalescer:
 
     async def _apply(self, events: Sequence[Any]) -> BatchResult:
         async with self.pool.acquire() as conn:
-            return await apply_usage_batch(conn, events, self.settings)
+            return await apply_usage_batch(conn, events, self.settings, opened=self.opened)
 
     async def _run(self, group: list[_Submission]) -> None:
         if len(group) == 1:

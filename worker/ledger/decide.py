@@ -12,6 +12,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
@@ -79,10 +80,13 @@ def _naive_utc(value: datetime | None, now: datetime) -> datetime:
     return (moment if moment.tzinfo is UTC else moment.astimezone(UTC)).replace(tzinfo=None)
 
 
-def _order_key(item: tuple[int, LedgerEvent]) -> tuple:
-    index, event = item
-    occurred = event.occurredAt
-    return (0, occurred, index) if occurred is not None else (1, datetime.max.replace(tzinfo=UTC), index)
+def _in_order(events: Sequence[LedgerEvent]) -> list[LedgerEvent]:
+    """By occurredAt, then arrival (the sort is stable); events without a timestamp last."""
+    timed = sorted((e for e in events if e.occurredAt is not None), key=_occurred_at)
+    return timed + [e for e in events if e.occurredAt is None]
+
+
+_occurred_at = attrgetter("occurredAt")
 
 
 class _Decider:
@@ -136,7 +140,7 @@ class _Decider:
 
     def usage(self, event: UsageRecorded) -> None:
         cost = usage_cost(event, self.feature_costs, self.default_costs)
-        op = event.operationType.value
+        op = event.operationType._value_  # the enum's value without its descriptor (4x cheaper)
         if not self.move(event, "usage", -cost):
             self.batch_usages[event.id] = None
             return
@@ -219,6 +223,6 @@ def decide(
         else:
             decider.adjustment(event)
 
-    for _, event in sorted(enumerate(events), key=_order_key):
+    for event in _in_order(events):
         run(event)
     return decider.plan
