@@ -31,7 +31,8 @@ DEFAULT_BATCH_SIZE = 500
 
 
 def queue_for(event: Mapping[str, Any]) -> str:
-    event_type = event.get("type") if isinstance(event, Mapping) else None
+    # a dict first: the Mapping check alone (an ABC) cost more than the rest of this function
+    event_type = event.get("type") if isinstance(event, dict) or isinstance(event, Mapping) else None
     queue = QUEUE_OF_TYPE.get(event_type) if isinstance(event_type, str) else None
     if queue is None:
         raise ValidationRejected(f"unknown event type {str(event_type)[:64]!r}", reason="unknown_event_type")
@@ -74,7 +75,7 @@ class Publisher:
                     validate_event(event)
                 except ValidationError as exc:
                     raise ValidationRejected(f"event #{n}: {describe_validation_error(exc)}") from None
-            by_queue[queue].append(dict(event))
+            by_queue[queue].append(event if type(event) is dict else dict(event))  # encoded before we return
         messages = [
             build_message(queue, batch[start : start + self.batch_size])
             for queue, batch in by_queue.items()

@@ -82,7 +82,7 @@ class OpenedUsers:
 
     def drop_known(self, openings: dict[str, int]) -> None:
         """Remove the users already known to be opened from a plan's openings."""
-        for user_id in [u for u in openings if u in self._users]:
+        for user_id in openings.keys() & self._users:
             del openings[user_id]
 
     def committed(self, openings: dict[str, int]) -> None:
