@@ -12,7 +12,7 @@ PATHS = ("a", "a1", "b", "b_part", "c", "d", "e", "f", "latency", "scale")
 # (full, quick) defaults; an explicit option always wins.
 _PRESETS: dict[str, tuple[Any, Any]] = {
     "events": (200_000, 10_000),
-    "single_events": (20_000, 2_000),
+    "single_events": (40_000, 2_000),  # 20,000 (3-4 s for (d) and (e)) left (d)/(e) at the mercy of a second
     "latency_seconds": (15.0, 3.0),
     "scale_out": ("1,2,4", "1,2,4"),
     "scale_events": (50_000, 4_000),
@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small counts: the whole run in under a minute")
     p.add_argument("--events", type=int, help="events for the batch paths (b), (c), (f) [200000; quick 10000]")
     p.add_argument("--single-events", type=int,
-                   help="events for the per-event paths (a), (d), (e) [20000; quick 2000]")  # fmt: skip
+                   help="events for the per-event paths (a), (d), (e) [40000; quick 2000]")  # fmt: skip
     p.add_argument("--users", type=int, default=10_000, help="users seeded (default 10000)")
     p.add_argument("--batch-size", type=int, help="events per batch message (default: the publisher's)")
     p.add_argument("--processes", type=int, help="worker processes (default PEDRO_WORKER_PROCESSES)")
