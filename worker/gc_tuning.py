@@ -14,7 +14,7 @@ So once the worker has booted, everything alive is moved to the permanent genera
 (asyncio and exceptions make some); the ledger's own objects make none (a test holds that: a
 batch's plan used to be a cycle, change 23). In the same run after both changes: one collection
 per worker process, 0.02 s; workers 24 µs per event instead of 28. Peak RSS per worker process:
-83-85 MB instead of 71-74 (the target is 200). Numbers in docs/performance.md (change 20).
+70-73 MB, as before. Numbers in docs/performance.md (change 20).
 """
 
 from __future__ import annotations
