@@ -296,7 +296,8 @@ async def _apply_events(
 
 
 async def apply_usage_batch(
-    conn: asyncpg.Connection, raw_events: Sequence[Any], settings: Settings, *, opened: OpenedUsers | None = None
+    conn: asyncpg.Connection, raw_events: Sequence[Any], settings: Settings, *,
+    opened: OpenedUsers | None = None,
 ) -> BatchResult:
     """Apply a batch: first the users no other transaction is busy with (without waiting), then,
     in a second transaction that waits for their locks, the users that were busy. Concurrent

@@ -12,8 +12,8 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Literal, NamedTuple
 
 from ..codec import compact
@@ -80,13 +80,13 @@ def _naive_utc(value: datetime | None, now: datetime) -> datetime:
     return (moment if moment.tzinfo is UTC else moment.astimezone(UTC)).replace(tzinfo=None)
 
 
+_occurred_at = attrgetter("occurredAt")
+
+
 def _in_order(events: Sequence[LedgerEvent]) -> list[LedgerEvent]:
     """By occurredAt, then arrival (the sort is stable); events without a timestamp last."""
     timed = sorted((e for e in events if e.occurredAt is not None), key=_occurred_at)
     return timed + [e for e in events if e.occurredAt is None]
-
-
-_occurred_at = attrgetter("occurredAt")
 
 
 class _Decider:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from .. import db
-from . import packed
 from ..ledger.decide import Account, Plan, RefundTarget
+from . import packed
 
 
 def _accounts(rows: Sequence[asyncpg.Record]) -> dict[str, Account]:

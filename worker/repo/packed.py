@@ -10,10 +10,11 @@ back, as cheaply as it decodes an array:
     (string_to_array($n, $separator, $null))[2:]::int[]     -- int[]
 
 Every packed column but an empty one starts with the separator, so that `[]` and `['']` stay
-different (`''` and the separator); `[2:]` drops the empty field before it. The separator and the NULL marker are
-single characters that occur in no value of the call: the ASCII unit and record separators,
-unless a value contains one of them (no event field can; a database id could), in which case
-two characters the values do not use are picked instead. Either way the result is exact.
+different (`''` and the separator); `[2:]` drops the empty field before it. The separator and
+the NULL marker are single characters that occur in no value of the call: the ASCII unit and
+record separators, unless a value contains one of them (no event field can; a database id
+could), in which case two characters the values do not use are picked instead. Either way
+the result is exact.
 """
 
 from __future__ import annotations
