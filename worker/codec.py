@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -56,20 +57,28 @@ def decode(data: bytes | str) -> Any:
         return json.loads(text, parse_constant=NonFinite)
 
 
+def _nan_safe(fast: msgspec.json.Encoder, value: Any, slow: Callable[[Any], bytes]) -> bytes:
+    """`fast.encode(value)`, unless msgspec refuses it or its output has a `null` in it (maybe a
+    NaN or ±Infinity that msgspec silently wrote as `null`): then `slow(value)`, the standard
+    library, which either refuses them or writes `NaN`, as the caller chose."""
+    try:
+        data = fast.encode(value)
+    except (TypeError, ValueError, OverflowError):
+        data = b""
+    return data if data and b"null" not in data else slow(value)
+
+
 _compact = msgspec.json.Encoder(enc_hook=_refuse)
+
+
+def _compact_slow(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def compact(value: Any) -> bytes:
     """Compact JSON of a JSON value (what is stored in a jsonb column). ValueError for NaN or
-    ±Infinity, which JSON cannot carry (msgspec would write them as `null`, so any output with
-    a `null` in it is checked by the standard library, which refuses them)."""
-    try:
-        data = _compact.encode(value)
-    except (TypeError, OverflowError):
-        data = b""
-    if not data or b"null" in data:
-        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-    return data
+    ±Infinity, which JSON cannot carry (checked by the standard library: `_nan_safe`)."""
+    return _nan_safe(_compact, value, _compact_slow)
 
 
 def canonical(value: Any) -> bytes:
@@ -101,17 +110,15 @@ def _json_form(value: Any) -> Any:
 _message = msgspec.json.Encoder(enc_hook=_json_form)
 
 
+def _message_slow(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), default=_json_form).encode("utf-8")
+
+
 class MessageEncoder(JSONEncoder):
     """dramatiq's JSON encoder, fast both ways (module docstring; installed in worker/broker.py)."""
 
     def encode(self, data: MessageData) -> bytes:
-        try:
-            encoded = _message.encode(data)
-        except (TypeError, ValueError, OverflowError):
-            encoded = b""
-        if not encoded or b"null" in encoded:  # maybe a NaN written as null: see the module docstring
-            encoded = json.dumps(data, separators=(",", ":"), default=_json_form).encode("utf-8")
-        return encoded
+        return _nan_safe(_message, data, _message_slow)  # a NaN goes out as NaN: module docstring
 
     def decode(self, data: bytes) -> MessageData:
         try:
