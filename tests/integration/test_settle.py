@@ -59,9 +59,12 @@ async def test_a_stopping_worker_commits_and_acknowledges_what_it_took_first(con
     publisher = Publisher(broker)
     async with held_balance(database_url, "held") as held:
         worker = InProcessWorker(broker, threads=2).start()
-        publisher.publish(usage("held", id="waits", credits=3))
+        # one after the other: published together, "waits" could form a group of its own and hold
+        # the process's one transaction in flight (waiting for "held") before "flows" arrived
         publisher.publish(usage("free", id="flows", credits=1))
         assert await wait_for(lambda: _applied(conn, "flows"))
+        publisher.publish(usage("held", id="waits", credits=3))
+        assert await wait_for(lambda: _waiting_for_a_lock(conn))
         stopping = asyncio.create_task(asyncio.to_thread(worker.stop))  # while "waits" is in flight
         await asyncio.sleep(0.5)
         assert not stopping.done()  # the stop waits for the transaction it started …
@@ -72,6 +75,12 @@ async def test_a_stopping_worker_commits_and_acknowledges_what_it_took_first(con
     assert await balance(conn, "held") == 97
     assert stored_usage_events(settings) == set()
     assert await find_balance_drift(conn) == []
+
+
+async def _waiting_for_a_lock(conn) -> bool:
+    return await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    ) > 0
 
 
 async def _applied(conn, event_id: str) -> bool:
