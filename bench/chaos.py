@@ -8,9 +8,11 @@ fsynced on every write, the configuration docs/reliability.md requires):
 2. publish it in chunks (batch messages and single-event messages) while worker processes are
    SIGKILLed every few seconds and restarted, Redis is killed (-9) and restarted once and
    PostgreSQL is crashed (immediate stop) and restarted once;
-3. wait until every queue is drained, then check: every accepted event is applied or stored as
-   rejected (or dead-lettered with a reason), no event is applied twice (every balance equals
-   the balance computed from the unique events, row counts match), and reconcile is clean.
+3. wait until every queue is drained and nothing waits in `worker.waiting` (events that came
+   before their user or their usage wait there and are released by it), then check: every
+   accepted event is applied or stored as rejected (or dead-lettered with a reason), no event is
+   applied twice (every balance equals the balance computed from the unique events, row counts
+   match), and reconcile is clean.
 
 The workload runs under the `allow` overdraft policy, so the expected balances do not depend on
 the order in which the crashes let events through.
@@ -32,6 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import redis
 from pydantic import SecretStr
 
@@ -109,6 +112,9 @@ class ChaosReport:
     rejected: int = 0
     dead_letters: int = 0
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    waited: int = 0  # events that waited in worker.waiting at some point
+    waited_reasons: dict[str, int] = field(default_factory=dict)
+    still_waiting: int = 0
     lost: int = 0
     applied_twice: int = 0
     wrong_balances: int = 0
@@ -131,6 +137,8 @@ class ChaosReport:
             *(f"{what:<22}{have:>9}  (expected {want})" for what, (have, want) in self.counts.items()),
             f"rejected (stored)     {self.rejected:>9}",
             f"dead-lettered         {self.dead_letters:>9}  {self.dead_letter_reasons or ''}",
+            f"waited, released      {self.waited:>9}  {self.waited_reasons or ''} (worker.waiting)",
+            f"still waiting         {self.still_waiting:>9}",
             f"lost                  {self.lost:>9}",
             f"applied twice         {self.applied_twice:>9}",
             f"wrong balances        {self.wrong_balances:>9}",
@@ -162,10 +170,10 @@ class ChaosRun:
         with EmbeddedPostgres() as pg, EmbeddedRedis(appendfsync="always") as rd:
             self.pg, self.rd = pg, rd
             asyncio.run(self._prepare(pg.url, workload.seeded_users))
-            # The workload moves some events far behind the ones that depend on them (a user's
-            # first usage up to ~45k events, ~50 s, before its user.created): with backoff capped
-            # at 2 s, give waiting events the whole publish window plus 60 s before dead-lettering.
-            retries = int(cfg.publish_seconds / 2) + 30
+            # Events that come before what they depend on (a user's first usage up to ~45k events,
+            # ~50 s, before its user.created) wait in worker.waiting and are released by it;
+            # retries are left for held rows and outages.
+            retries = 30
             settings = Settings(
                 database_url=SecretStr(pg.url), redis_url=SecretStr(rd.url), redis_namespace=self.namespace,
                 overdraft_policy="allow", min_backoff_ms=200, max_backoff_ms=2_000, max_retries=retries,
@@ -175,6 +183,7 @@ class ChaosRun:
                    "PEDRO_REDIS_NAMESPACE": self.namespace, "PEDRO_OVERDRAFT_POLICY": "allow",
                    "PEDRO_MIN_BACKOFF_MS": "200", "PEDRO_MAX_BACKOFF_MS": "2000", "PEDRO_MAX_RETRIES": str(retries),
                    "PEDRO_HEARTBEAT_TIMEOUT_MS": "4000", "PEDRO_MAINTENANCE_CHANCE": "200000",
+                   "PEDRO_WAITING_SWEEP_MS": "500", "PEDRO_WAITING_RESEND_MS": "30000",
                    "PEDRO_LOG_LEVEL": "WARNING"}  # fmt: skip
             self.workers = [WorkerProcess(env, cfg.threads, cfg.log_dir / f"worker-{n}.log") for n in range(cfg.workers)]
             self.started = time.monotonic()
@@ -280,13 +289,31 @@ class ChaosRun:
             except redis.RedisError:
                 pending = -1
             if self.done_publishing.is_set() and pending == 0:
-                return
+                waiting = self._open_waiting()
+                if waiting == 0:
+                    return
+                pending = f"0 queued, {waiting} waiting or released,"
             if elapsed - last_report >= 5:
                 last_report = elapsed
                 self._say(f"published {self.published}/{self.report.messages} chunks, "
-                          f"{pending if pending >= 0 else 'redis down:'} messages pending, "
+                          f"{pending if not isinstance(pending, int) or pending >= 0 else 'redis down:'} messages pending, "
                           f"{self.report.worker_kills} worker kills")  # fmt: skip
             time.sleep(0.5)
+
+    def _open_waiting(self) -> int | str:
+        """Events waiting or released and not yet decided (the sweep closes decided ones)."""
+
+        async def count() -> int:
+            conn = await db.connect(self.pg.url)
+            try:
+                return await conn.fetchval("SELECT count(*) FROM worker.waiting WHERE state IN ('waiting', 'released')")
+            finally:
+                await conn.close()
+
+        try:
+            return asyncio.run(count())
+        except (OSError, asyncpg.PostgresError) as exc:
+            return f"({type(exc).__name__})"
 
     async def _verify(self, url: str, settings: Settings, workload: Workload) -> None:
         r, want = self.report, workload.expected
@@ -317,6 +344,11 @@ class ChaosRun:
             balances = {row["clerkUserId"]: row["creditsRemaining"]
                         for row in await conn.fetch('SELECT "clerkUserId", "creditsRemaining" FROM "CreditBalance"')}  # fmt: skip
             drift = await find_balance_drift(conn)
+            waited = await conn.fetch("SELECT reason, count(*) AS n FROM worker.waiting GROUP BY reason")
+            r.waited_reasons = {row["reason"]: row["n"] for row in waited}
+            r.waited = sum(r.waited_reasons.values())
+            r.still_waiting = await conn.fetchval(
+                "SELECT count(*) FROM worker.waiting WHERE state IN ('waiting', 'released')")
         finally:
             await conn.close()
 
@@ -345,6 +377,10 @@ class ChaosRun:
                 r.problems.append(f"{r.wrong_balances} balances differ from the unique events")
         if r.drift:
             r.problems.append(f"reconcile found {r.drift} drifting balances")
+        if r.still_waiting:
+            r.problems.append(f"{r.still_waiting} events still waiting")
+        if not r.waited:
+            r.problems.append("no event waited: the workload no longer exercises durable waiting")
 
 
 def run_chaos(cfg: ChaosConfig) -> ChaosReport:

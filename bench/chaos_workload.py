@@ -102,6 +102,7 @@ class _Generator:
         clerk = f"user_chaos_new_{self.seed}_{self.n}"
         self.active.append(clerk)
         self.exp.balances[clerk] = STARTER_CREDITS
+        self.exp.movements += 1  # the starter movement (starter/<clerk id>)
         self.exp.users += 1
         return {"type": "user.created", "id": self._id("clerk"), "clerkUserId": clerk,
                 "email": f"new{self.n}@chaos.test", "name": "New", "updatedAt": self._at()}  # fmt: skip
@@ -156,9 +157,9 @@ class _Generator:
 
 
 def _key(event: dict[str, Any]) -> str:
-    """The worker.event_log key of a valid event (storage deletes share their object's id)."""
+    """The worker.event_log key of a valid event (a storage delete: per object and user)."""
     if event["type"] == "storage.object_deleted":
-        return f"{event['type']}/{event['id']}"
+        return f"{event['type']}/{event['id']}/{event['clerkUserId']}"
     return event["id"]
 
 

@@ -142,11 +142,12 @@ async def _baseline_lane(conn, events, settings) -> Counter:
 
 async def _ceiling_lane(conn, batches, settings) -> Counter:
     from worker.ledger.apply import OpenedUsers, apply_usage_batch
+    from worker.ledger.operation_types import OperationTypes
 
     counts: Counter = Counter()
-    opened = OpenedUsers()  # as a worker process's coalescer has
+    opened, labels = OpenedUsers(), OperationTypes()  # as a worker process's coalescer has
     for batch in batches:
-        result = await apply_usage_batch(conn, batch, settings, opened=opened)
+        result = await apply_usage_batch(conn, batch, settings, opened=opened, labels=labels)
         counts.update(o.status for o in result.outcomes)
     return counts
 

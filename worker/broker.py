@@ -8,6 +8,7 @@ into the dead letter itself.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -39,6 +40,7 @@ from .ops.recorder import OpsStats
 from .schema_check import check_schema
 from .settings import Settings, mask_url
 from .settle import Settler
+from .waiting import Releaser
 from .wakeup import WakingRedisBroker
 
 log = get_logger("pedro.broker")
@@ -57,6 +59,9 @@ class Runtime:
     broker: dramatiq.Broker | None = None
     coalescer: Coalescer | None = None
     settler: Settler | None = None  # acknowledges usage messages after their commit
+    releaser: Releaser | None = None  # sends waiting events back once released (worker/waiting.py)
+    _sweep_stop: asyncio.Event | None = None
+    _sweep_task: asyncio.Task[None] | None = None
 
 
 def runtime() -> tuple[Coalescer, Settings]:
@@ -132,10 +137,15 @@ class DatabasePool(Middleware):
             Runtime.settings = self.settings
             Runtime.broker = broker
             Runtime.coalescer = Coalescer(Runtime.pool, self.settings)
+            loop_thread.run_coroutine(self._read_operation_types(Runtime.pool, Runtime.coalescer))
             # Only our consumer hands a deferred ack over (worker/wakeup.py); under any other
             # broker the actor waits for its commit, so nothing is acknowledged before it.
             if isinstance(broker, WakingRedisBroker):
                 Runtime.settler = Settler(broker)
+            # A failed enqueue rolls the release back: the sweep sends it later (no waiting on Redis
+            # while the waiting rows are locked).
+            Runtime.releaser = Releaser(Runtime.pool, broker, self.settings)
+            loop_thread.run_coroutine(self._start_sweep())
         except BaseException as exc:
             detail = exc.detail if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
             log.critical(
@@ -153,8 +163,27 @@ class DatabasePool(Middleware):
             raise WorkerBootError(detail) from exc
         log.info("worker_pool_ready", pid=os.getpid(), thread=threading.current_thread().name)
 
+    @staticmethod
+    async def _read_operation_types(pool: asyncpg.Pool, coalescer: Coalescer) -> None:
+        """The database's "OperationType" labels, read at boot (refreshed by the coalescer)."""
+        async with pool.acquire() as conn:
+            await coalescer.labels.current(conn, ())
+
+    async def _start_sweep(self) -> None:
+        """The waiting sweep runs on the worker's loop until shutdown (worker/waiting.py)."""
+        assert Runtime.releaser is not None
+        Runtime._sweep_stop = asyncio.Event()
+        Runtime._sweep_task = asyncio.get_running_loop().create_task(Runtime.releaser.run(Runtime._sweep_stop))
+
+    async def _stop_sweep(self) -> None:
+        if Runtime._sweep_stop is not None:
+            Runtime._sweep_stop.set()
+            await asyncio.wait_for(Runtime._sweep_task, 10)
+
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.run_coroutine(self._stop_sweep())
         if Runtime.coalescer is not None and loop_thread is not None:
             loop_thread.run_coroutine(Runtime.coalescer.idle())  # the submitted events commit
         if Runtime.settler is not None:
@@ -163,7 +192,7 @@ class DatabasePool(Middleware):
             Runtime.settler.stop()
         if Runtime.pool is not None and loop_thread is not None:
             loop_thread.run_coroutine(Runtime.pool.close())
-        Runtime.pool = Runtime.coalescer = Runtime.settler = None
+        Runtime.pool = Runtime.coalescer = Runtime.settler = Runtime.releaser = Runtime._sweep_stop = None
 
 
 # Replace a message's stored body only if it is still there (it is: we hold it unacked).

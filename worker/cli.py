@@ -144,6 +144,13 @@ def _schema(out: str | None) -> int:
     return EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pedro-worker", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pedro-worker {__version__}")
@@ -171,9 +178,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconcile", help="check every balance against its journal; exit 1 on drift")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("user", help="one user: balance, movements and why, waiting events")
+    user = p.add_subparsers(dest="user_command", required=True)
+    c = user.add_parser("show", help="balance, movements (newest first, paged), waiting events")
+    c.add_argument("clerk_user_id", metavar="CLERK_ID")
+    c.add_argument("--limit", type=_positive_int, default=20, help="movements per page (default 20)")
+    c.add_argument("--cursor", help="the next page: as printed under the previous one")
+    c.add_argument("--json", action="store_true")
+
     from .ops.commands import add_commands as add_ops_commands
 
     add_ops_commands(sub)  # dlq, stats, replay
+
+    from .ops.waiting_cli import add_command as add_waiting_command
+
+    add_waiting_command(sub)  # waiting list|show|release|drop
 
     p = sub.add_parser("schema", help="print (or write) the events' JSON Schema")
     p.add_argument("--out", help=f"file to write, e.g. {ROOT / 'docs' / 'events.schema.json'}")
@@ -221,6 +240,15 @@ def main(argv: list[str] | None = None) -> int:
             return _run(_reconcile(settings, args.json))
         if args.command == "schema":
             return _schema(args.out)
+        if args.command == "user":
+            from .ops.user_show import run_command as show_user
+
+            return _run(show_user(settings, args.clerk_user_id, limit=args.limit,
+                                  cursor=args.cursor, as_json=args.json))  # fmt: skip
+        if args.command == "waiting":
+            from .ops.waiting_cli import run as run_waiting_command
+
+            return run_waiting_command(args, settings)
         if args.command in ("dlq", "stats", "replay"):
             from .ops.commands import run as run_ops_command
 

@@ -97,7 +97,7 @@ def run_dev(settings: Settings, *, demo: bool = True) -> int:
             print("  demo      " + ", ".join(f"{u}: {before.get(u)} -> {after.get(u)}" for u in DEMO_USERS))
         ingress_url, token = start_dev_ingress(dev_dashboard_settings(settings), stack)
         print(f"  ingress   {ingress_url}  (POST /v1/events, webhooks; docs/ingress.md)")
-        print(f"  dashboard {ingress_url}/ops/  (queues, workers, ledger, dead letters; /metrics)")
+        print(f"  dashboard {ingress_url}/ops/  (queues, workers, ledger, waiting, dead letters; /metrics)")
         print(f"  try       {curl_example(ingress_url, token)}")
         try:  # Ctrl-C may come as soon as the line below is out
             print("  worker running; Ctrl-C to stop\n", flush=True)

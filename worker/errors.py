@@ -58,3 +58,17 @@ class RetryLater(TransientError):
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = sorted(set(reasons))
         super().__init__(", ".join(self.reasons), reason=self.reasons[0] if self.reasons else None)
+
+
+class MustWait(WorkerError):
+    """The event cannot apply *yet*: it waits durably in `worker.waiting` (never in an
+    expiring Redis key) until what it waits for happens, then it is released to its queue.
+
+    `waits_for` names what releases it: 'user:<clerk user id>', 'usage:<usage event id>',
+    'operation_type:<label>', 'cost:<label>', 'blob:<object id>' (worker/waiting.py)."""
+
+    reason = "waiting"
+
+    def __init__(self, reason: str, waits_for: str, detail: str = "") -> None:
+        super().__init__(detail or reason, reason=reason)
+        self.waits_for = waits_for

@@ -8,7 +8,6 @@ once. `docs/events.schema.json` is generated from these models (`pedro-worker sc
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -57,11 +56,20 @@ UtcDatetime = Annotated[
 ]
 
 
-class OperationType(StrEnum):
-    """Mirrors the app's "OperationType" enum (labels in the same order)."""
-
-    AI_TEXT_CHAT = "AI_TEXT_CHAT"
-    AI_IMAGE_GENERATION = "AI_IMAGE_GENERATION"
+# The app's "OperationType" enum grows with Prisma migrations ("Add more as features evolve (e.g.,
+# VIDEO_GENERATION)"), so the contract takes any label PostgreSQL could hold and the worker checks
+# it against the database's enum (read at boot, refreshed): a label the database lacks waits
+# (`unknown_operation_type`) until a migration adds it, instead of being refused for good.
+KNOWN_OPERATION_TYPES = ("AI_TEXT_CHAT", "AI_IMAGE_GENERATION")  # the seed's labels (examples)
+OperationType = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Z][A-Z0-9_]*$"),
+    Field(
+        description='A label of the app\'s "OperationType" enum, as the database has it now: a label '
+        "the database lacks waits (unknown_operation_type) until a migration adds it.",
+        examples=list(KNOWN_OPERATION_TYPES),
+    ),
+]
 
 
 class _Event(BaseModel):
@@ -165,10 +173,22 @@ class _UserProfile(_Event):
     updatedAt: UtcDatetime = Field(
         description="The profile's version (Clerk's updated_at): older never overwrites newer."
     )
+    createdAt: UtcDatetime | None = Field(
+        None,
+        description='When the Clerk user was created (Clerk\'s created_at): "User".createdAt when '
+        "the worker creates the row; absent -> when it inserts it. Not part of the payload hash.",
+    )
+
+    def payload_hash(self) -> str:
+        """Without `createdAt`: a property of the Clerk user, fixed for good, that came after the
+        first releases; so a profile event keeps the hash they recorded (a replay or a Clerk retry
+        across an upgrade stays a duplicate, not an idempotency conflict)."""
+        return payload_hash(self.model_dump(mode="json", exclude={"createdAt"}))
 
 
 class UserCreated(_UserProfile):
-    """A Clerk user signed up: "User" + "CreditBalance" with the starter credits."""
+    """A Clerk user signed up: "User" + "CreditBalance", and the starter credits once per Clerk
+    user id (a journal movement `starter/<clerkUserId>`)."""
 
     type: Literal["user.created"]
 
@@ -180,7 +200,8 @@ class UserUpdated(_UserProfile):
 
 
 class UserDeleted(_Event):
-    """A Clerk user was deleted: "User".isActive = false for good; no row is deleted."""
+    """A Clerk user was deleted: "User".isActive = false for good, email and name cleared (the
+    address is free for a new sign-up); no row is deleted."""
 
     type: Literal["user.deleted"]
     deletedAt: UtcDatetime
@@ -227,7 +248,9 @@ class BillingEvent(_Event):
 
 
 class StorageObjectCreated(_Event):
-    """A file was stored: insert its "StorageObject" once (`id` is the row's id)."""
+    """A file was uploaded: insert its "StorageObject" once (`id` is the row's id). It is then
+    the one live row of its user and pathname: an upload over the same pathname (a new id)
+    soft-deletes the previous one."""
 
     type: Literal["storage.object_created"]
     provider: _text(64) = "vercel_blob"
@@ -235,16 +258,28 @@ class StorageObjectCreated(_Event):
     pathname: _text(1024)
     name: _text(512)
     contentType: _text(255) | None = None
-    size: Annotated[StrictInt, Field(ge=0, le=INT32_MAX)]
-    createdAt: UtcDatetime | None = Field(None, description="Absent -> when the worker inserts it.")
+    size: Annotated[StrictInt, Field(ge=0, le=INT32_MAX)] | None = Field(
+        None,
+        description="Bytes. Absent -> the worker reads it with HTTP HEAD on `url`, and the event "
+        "waits (no_size) until it can.",
+    )
+    createdAt: UtcDatetime | None = Field(
+        None, description="When it was uploaded. Absent -> when the worker inserts it."
+    )
 
 
 class StorageObjectDeleted(_Event):
-    """Soft-delete a "StorageObject" of this user (`id` is the object's id). A delete that
-    arrives before its create is kept and applied when the create lands."""
+    """Soft-delete a "StorageObject" of this user (`id` is the object's id): once per object and
+    user, whatever `deletedAt` a retry carries; another user's delete is refused (`not_owner`).
+    A delete that arrives before its create is kept and applied when the create lands."""
 
     type: Literal["storage.object_deleted"]
     deletedAt: UtcDatetime
+
+    def payload_hash(self) -> str:
+        """Without `deletedAt`: a delete is identified by its object and user, so an app retry
+        with a fresh `deletedAt` is a duplicate, not an idempotency conflict."""
+        return payload_hash(self.model_dump(mode="json", exclude={"deletedAt"}))
 
 
 UserEvent = Annotated[UserCreated | UserUpdated | UserDeleted, Field(discriminator="type")]

@@ -45,8 +45,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 
-    # Ledger policy.
-    overdraft_policy: Literal["reject", "allow"] = "reject"
+    # Ledger policy. `allow` (default): a completed usage is always recorded, and the balance may
+    # go below zero (the app gates new work on the balance). `reject`: a debit that would take it
+    # below zero is refused and stored — only meaningful for apps that publish before the work.
+    overdraft_policy: Literal["reject", "allow"] = "allow"
     starter_credits: int = 100
     default_feature_costs: dict[str, int] = {"AI_TEXT_CHAT": 5, "AI_IMAGE_GENERATION": 10}
 
@@ -84,6 +86,14 @@ class Settings(BaseSettings):
     micro_batch_max_events: int = 1000
     micro_batch_concurrency: int = Field(1, ge=1)  # usage transactions in flight per process
     slow_query_ms: int = 500
+
+    # Durable waiting (worker/waiting.py): how often each worker process sweeps for waiting
+    # events whose condition now holds; after how long a released event that is still undecided
+    # is sent again (its message lost with a Redis that had no AOF); how often events waiting for
+    # something outside (a blob's size) are tried again.
+    waiting_sweep_ms: int = Field(2_000, ge=50)
+    waiting_resend_ms: int = Field(600_000, ge=1_000)
+    waiting_retry_ms: int = Field(300_000, ge=1_000)
 
 
     # Ops (`worker/ops/`): dashboard (/ops) and /metrics auth, stats, background reconcile.

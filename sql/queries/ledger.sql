@@ -91,10 +91,10 @@ SELECT event_id, payload_hash, raw_hash FROM worker.decided_events((string_to_ar
 -- $3..$7 worker.event_log: event_id, event_type, payload_hash, clerk_user_id, raw_hash (of the
 --        event as it arrived; NULL when it has none)
 -- $8..$13 "UsageHistory": id, userId, creditBalanceId, operationType, creditsUsed (int),
---        details (JSON text); $23 its timestamps, timestamp[]
--- $14..$18 journal: event_id, user_id, kind, delta (int), refund_of
--- $19..$20 openings: user_id, opening (int)
--- $21..$22 balances: "CreditBalance".id, delta (int)
+--        details (JSON text); $25 its timestamps, timestamp[]
+-- $14..$20 journal: event_id, user_id, kind, delta (int), refund_of, reference, reason
+-- $21..$22 openings: user_id, opening (int)
+-- $23..$24 balances: "CreditBalance".id, delta (int)
 WITH decided AS (
     INSERT INTO worker.event_log (event_id, event_type, payload_hash, clerk_user_id, raw_hash)
     SELECT * FROM unnest((string_to_array($3, $1, $2))[2:], (string_to_array($4, $1, $2))[2:],
@@ -107,18 +107,19 @@ WITH decided AS (
     FROM unnest((string_to_array($8, $1, $2))[2:], (string_to_array($9, $1, $2))[2:],
                 (string_to_array($10, $1, $2))[2:], (string_to_array($11, $1, $2))[2:],
                 (string_to_array($12, $1, $2))[2:]::int[], (string_to_array($13, $1, $2))[2:],
-                $23::timestamp[])
+                $25::timestamp[])
          AS u(id, user_id, balance_id, op, credits, details, ts)
     RETURNING 1
 ), journal_rows AS (
-    INSERT INTO worker.journal (event_id, user_id, kind, delta, refund_of)
+    INSERT INTO worker.journal (event_id, user_id, kind, delta, refund_of, reference, reason)
     SELECT * FROM unnest((string_to_array($14, $1, $2))[2:], (string_to_array($15, $1, $2))[2:],
                          (string_to_array($16, $1, $2))[2:], (string_to_array($17, $1, $2))[2:]::int[],
-                         (string_to_array($18, $1, $2))[2:])
+                         (string_to_array($18, $1, $2))[2:], (string_to_array($19, $1, $2))[2:],
+                         (string_to_array($20, $1, $2))[2:])
     RETURNING 1
 ), openings AS (
     INSERT INTO worker.balance_opening (user_id, opening)
-    SELECT * FROM unnest((string_to_array($19, $1, $2))[2:], (string_to_array($20, $1, $2))[2:]::int[])
+    SELECT * FROM unnest((string_to_array($21, $1, $2))[2:], (string_to_array($22, $1, $2))[2:]::int[])
     ON CONFLICT (user_id) DO NOTHING
     RETURNING 1
 ), balances AS (
@@ -126,7 +127,7 @@ WITH decided AS (
     SET "creditsRemaining" = cb."creditsRemaining" + d.delta,
         "updatedAt" = CURRENT_TIMESTAMP,
         "lastSyncedAt" = CURRENT_TIMESTAMP
-    FROM unnest((string_to_array($21, $1, $2))[2:], (string_to_array($22, $1, $2))[2:]::int[]) AS d(id, delta)
+    FROM unnest((string_to_array($23, $1, $2))[2:], (string_to_array($24, $1, $2))[2:]::int[]) AS d(id, delta)
     WHERE cb.id = d.id
     RETURNING 1
 )

@@ -1,7 +1,8 @@
 -- insert_user_with_balance --
 -- Create a "User" and its "CreditBalance" unless the Clerk id exists (ids are Prisma cuids made
--- by the caller; updatedAt set here as Prisma's client would). Returns the user id, or nothing
--- when the user already existed.
+-- by the caller; updatedAt set here as Prisma's client would), as the app or a seed would: no
+-- journal movement; the ledger records the balance as its opening when it first moves it. For
+-- the dev demo, benches and tests. Returns the user id, or nothing when the user already existed.
 -- $1 user id text, $2 clerkId text, $3 email text, $4 name text, $5 balance id text, $6 credits int
 WITH new_user AS (
     INSERT INTO "User" ("id", "clerkId", "email", "name", "updatedAt")
@@ -35,41 +36,67 @@ SET profile_updated_at = COALESCE($2, profile_updated_at),
 WHERE clerk_user_id = $1
 
 -- upsert_user_profile --
--- Make sure the "User" and its "CreditBalance" exist; write email and name only when this event
--- is the newest profile ($5); a deleted user is created inactive and never reactivated. A new
--- balance gets the starter credits and its journal opening. Returns the user id and whether a
--- balance was created.
--- $1 new user id text, $2 clerkId text, $3 email text, $4 name text, $5 apply profile bool,
--- $6 active bool, $7 new balance id text, $8 starter credits int
+-- Make sure the "User" and its "CreditBalance" exist. A new user gets this profile (and Clerk's
+-- creation time); an existing one gets its email ($5) and name ($6) only when the caller says so
+-- (the newest profile). An inactive user (deleted) never holds an email or a name and is never
+-- reactivated. A new balance opens at 0 (the starter credits are a journal movement:
+-- grant_starter_credits). Raises a unique violation on "User_email_key" when another user holds
+-- the email. Returns the user id and the id of the balance created now (NULL if it existed).
+-- $1 new user id text, $2 clerkId text, $3 email text, $4 name text, $5 write email bool,
+-- $6 write name bool, $7 active bool, $8 createdAt timestamp (NULL: now), $9 new balance id text
 WITH u AS (
-    INSERT INTO "User" AS u ("id", "clerkId", "email", "name", "isActive", "updatedAt")
-    VALUES ($1, $2, $3, $4, $6, CURRENT_TIMESTAMP)
+    INSERT INTO "User" AS u ("id", "clerkId", "email", "name", "isActive", "createdAt", "updatedAt")
+    VALUES ($1, $2, CASE WHEN $7 THEN $3::text END, CASE WHEN $7 THEN $4::text END, $7,
+            COALESCE($8::timestamp, CURRENT_TIMESTAMP), CURRENT_TIMESTAMP)
     ON CONFLICT ("clerkId") DO UPDATE
-    SET "email" = CASE WHEN $5 THEN EXCLUDED."email" ELSE u."email" END,
-        "name" = CASE WHEN $5 THEN EXCLUDED."name" ELSE u."name" END,
+    SET "email" = CASE WHEN NOT EXCLUDED."isActive" THEN NULL
+                       WHEN $5 THEN EXCLUDED."email" ELSE u."email" END,
+        "name" = CASE WHEN NOT EXCLUDED."isActive" THEN NULL
+                      WHEN $6 THEN EXCLUDED."name" ELSE u."name" END,
         "isActive" = u."isActive" AND EXCLUDED."isActive",
-        "updatedAt" = CASE WHEN $5 OR (u."isActive" AND NOT EXCLUDED."isActive")
+        "updatedAt" = CASE WHEN $5 OR $6 OR (u."isActive" AND NOT EXCLUDED."isActive")
                            THEN CURRENT_TIMESTAMP ELSE u."updatedAt" END
     RETURNING u."id", u."clerkId"
 ), balance AS (
     INSERT INTO "CreditBalance" ("id", "userId", "clerkUserId", "creditsRemaining", "updatedAt")
-    SELECT $7, u."id", u."clerkId", $8, CURRENT_TIMESTAMP FROM u
+    SELECT $9, u."id", u."clerkId", 0, CURRENT_TIMESTAMP FROM u
     ON CONFLICT DO NOTHING
-    RETURNING "userId"
+    RETURNING "id", "userId"
 ), opening AS (
     INSERT INTO worker.balance_opening (user_id, opening)
-    SELECT "userId", $8 FROM balance
+    SELECT "userId", 0 FROM balance
     ON CONFLICT (user_id) DO NOTHING
     RETURNING 1
 )
-SELECT u."id" AS user_id, EXISTS (SELECT 1 FROM balance) AS balance_created FROM u
+SELECT u."id" AS user_id, (SELECT "id" FROM balance) AS balance_id FROM u
+
+-- grant_starter_credits --
+-- A Clerk user's starter credits, once ever: the journal movement 'starter/<clerk user id>' (its
+-- primary key: a Clerk id whose "User" was removed and created again gets none the second time)
+-- and the balance created with the user. Returns the credits granted, nothing if already granted.
+-- $1 clerk user id text, $2 "User".id text, $3 "CreditBalance".id text, $4 credits int
+WITH starter AS (
+    INSERT INTO worker.journal (event_id, user_id, kind, delta, reference, reason)
+    VALUES ('starter/' || $1, $2, 'starter', $4, $1, 'starter credits')
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING delta
+)
+UPDATE "CreditBalance" cb
+SET "creditsRemaining" = cb."creditsRemaining" + s.delta, "updatedAt" = CURRENT_TIMESTAMP
+FROM starter s
+WHERE cb."id" = $3
+RETURNING s.delta
 
 -- deactivate_user --
--- "User".isActive = false (no row is deleted). Returns the user id, or nothing if no such user
--- or already inactive. $1 clerkId text
-UPDATE "User" SET "isActive" = false, "updatedAt" = CURRENT_TIMESTAMP
-WHERE "clerkId" = $1 AND "isActive"
-RETURNING "id"
+-- A deleted Clerk user: "User".isActive = false and its email and name cleared (no personal data
+-- kept for no purpose, and the address is free for a new sign-up); no row is deleted. Returns
+-- whether the user was active, or nothing if no such user or nothing left to change.
+-- $1 clerkId text
+UPDATE "User" u
+SET "isActive" = false, "email" = NULL, "name" = NULL, "updatedAt" = CURRENT_TIMESTAMP
+FROM (SELECT "id", "isActive" FROM "User" WHERE "clerkId" = $1 FOR NO KEY UPDATE) old
+WHERE u."id" = old."id" AND (u."isActive" OR u."email" IS NOT NULL OR u."name" IS NOT NULL)
+RETURNING old."isActive" AS was_active
 
 -- find_user_id --
 -- The "User".id of a Clerk user, if any. $1 clerkId text

@@ -144,6 +144,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
         max_backoff_ms=200,
         max_retries=2,
         pool_max_size=8,
+        waiting_sweep_ms=200,
         log_format="console",
     )
 

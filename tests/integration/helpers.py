@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,3 +83,23 @@ async def held_balance(database_url: str, clerk_user_id: str) -> AsyncIterator[a
         yield tx
     finally:
         await holder.close()
+
+
+async def settle(worker: Any, conn: asyncpg.Connection, *, timeout_s: float = 30.0) -> None:
+    """Drain the queues and let the waiting sweep release what it can, until nothing moves: no
+    released event still in flight and the waiting rows unchanged over a few sweeps."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        worker.drain()
+        await asyncio.sleep(0.6)  # three sweeps of the tests' 200 ms
+        snapshot = await conn.fetch("SELECT event_id, state, times_waited, times_released FROM worker.waiting ORDER BY 1")
+        if snapshot == last and all(r["state"] != "released" for r in snapshot):
+            return
+        last = snapshot
+    raise TimeoutError("waiting events kept moving")
+
+
+async def waiting_rows(conn: asyncpg.Connection, state: str | None = "waiting") -> list[asyncpg.Record]:
+    query = "SELECT * FROM worker.waiting WHERE $1::text IS NULL OR state = $1 ORDER BY first_waited_at, event_id"
+    return await conn.fetch(query, state)

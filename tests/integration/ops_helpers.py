@@ -1,4 +1,5 @@
-"""What the ops tests share: a dead letter made the real way, stats flushed, the web app served."""
+"""What the ops tests share: a dead letter and a waiting event made the real way, stats flushed,
+the web app served."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import redis
 import uvicorn
 
-from tests.integration.helpers import usage
+from tests.integration.helpers import held_balance, make_user, usage
 from worker.embedded import free_port
 from worker.ops.dlq import DeadLetters
 from worker.ops.recorder import stats_of
@@ -28,12 +30,32 @@ def dead_letters(settings: Settings) -> DeadLetters:
     return DeadLetters(redis.Redis.from_url(settings.require_redis_url()), settings.redis_namespace)
 
 
-def make_unknown_user_dead_letter(
-    broker, worker: InProcessWorker, clerk: str, event_id: str, credits: int = 7
+async def make_balance_busy_dead_letter(
+    conn: asyncpg.Connection, database_url: str, broker, worker: InProcessWorker,
+    settings: Settings, clerk: str, event_id: str, *, credits: int = 7, balance: int = 100,
 ) -> dict[str, Any]:
-    """Publish a usage event for a user that does not exist yet; retries run out (the test
-    settings allow 2, 50-200 ms apart) and it is dead-lettered with reason unknown_user."""
+    """A dead letter as they happen now: a usage for a user (made here with `balance` credits)
+    whose "CreditBalance" row another session holds, as the app would in a long transaction.
+    Every attempt gives up on the row after `lock_wait_ms` (100 ms here), retries run out (the
+    test settings allow 2, 50-200 ms apart) and the message is dead-lettered with reason
+    `balance_busy`. The hold ends before this returns: a requeue then applies the event."""
+    settings.lock_wait_ms = 100  # the worker reads its settings object at each transaction
+    exists = 'SELECT 1 FROM "CreditBalance" WHERE "clerkUserId" = $1'
+    if await conn.fetchval(exists, clerk) is None:
+        await make_user(conn, clerk, credits=balance)
     event = usage(clerk, id=event_id, credits=credits)
+    async with held_balance(database_url, clerk):
+        Publisher(broker).publish(event)
+        worker.drain()
+    return event
+
+
+def make_waiting_event(
+    broker, worker: InProcessWorker, clerk: str, event_id: str
+) -> dict[str, Any]:
+    """A usage for a user that does not exist: it waits in worker.waiting (unknown_user), and
+    its message is acknowledged."""
+    event = usage(clerk, id=event_id, credits=3)
     Publisher(broker).publish(event)
     worker.drain()
     return event

@@ -12,7 +12,7 @@ from tests.integration.helpers import balance, count, held_balance, make_user, r
 from worker import db
 from worker.domain.billing import BILLING
 from worker.domain.each import apply_each
-from worker.ledger.decide import APPLIED, DUPLICATE, RETRY
+from worker.ledger.decide import APPLIED, DUPLICATE, RETRY, WAITING
 from worker.publisher import Publisher
 from worker.repo.reconcile import find_balance_drift
 
@@ -60,6 +60,34 @@ async def test_refund_after_payment_reverses_the_grant_once(conn, broker, worker
     assert await find_balance_drift(conn) == []
 
 
+async def test_a_grant_and_its_reversal_name_the_payment_the_plan_and_the_asaas_event(
+    conn, broker, worker, payer
+):
+    publisher = Publisher(broker)
+    publisher.publish(RECEIVED)
+    worker.drain()
+    publisher.publish(REFUNDED)
+    worker.drain()
+
+    rows = await conn.fetch(
+        "SELECT event_id, kind, delta, reference, reason FROM worker.journal ORDER BY created_at"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("grant/pay_1", "grant", 500, "pay_1", "plan plan_pro"),
+        ("grant_reversal/pay_1", "grant_reversal", -500, "pay_1", "PAYMENT_REFUNDED"),
+    ]
+
+
+async def test_a_reversal_applied_by_its_late_payment_says_so(conn, settings, payer):
+    await apply(conn, settings, REFUNDED)  # t=100: kept until the payment lands
+    await apply(conn, settings, RECEIVED)  # t=0: grants, then reverses at once
+    reasons = await conn.fetch("SELECT kind, reference, reason FROM worker.journal ORDER BY kind")
+    assert [tuple(r) for r in reasons] == [
+        ("grant", "pay_1", "plan plan_pro"),
+        ("grant_reversal", "pay_1", "refund or chargeback that arrived before PAYMENT_RECEIVED"),
+    ]
+
+
 @pytest.mark.parametrize("order", list(itertools.permutations([RECEIVED, CONFIRMED, REFUNDED])),
                          ids=lambda o: "-".join(e["eventType"].split("_")[1] for e in o))  # fmt: skip
 async def test_arrival_order_does_not_change_the_outcome(conn, settings, payer, order):
@@ -87,6 +115,7 @@ async def test_reversal_that_would_overdraw_is_refused_under_the_reject_policy(
         'UPDATE "CreditBalance" SET "creditsRemaining" = 100'
     )  # credits spent meanwhile
     await conn.execute("UPDATE worker.balance_opening SET opening = opening - 410")
+    settings = settings.model_copy(update={"overdraft_policy": "reject"})
     assert await apply(conn, settings, REFUNDED) == [(APPLIED, "insufficient_credits")]
 
     assert await balance(conn, "user_pay") == 100
@@ -135,9 +164,11 @@ async def test_one_off_payments_and_subscription_events_are_recorded_without_cre
 
 async def test_grant_for_a_user_not_created_yet_waits_and_writes_nothing(conn, settings):
     await plan(conn, "plan_pro", 500)
-    assert await apply(conn, settings, RECEIVED) == [(RETRY, "unknown_user")]
+    assert await apply(conn, settings, RECEIVED) == [(WAITING, "unknown_user")]
     assert await count(conn, '"SubscriptionEvent"') == 0
     assert await count(conn, "worker.event_log") == 0
+    [waiting] = await conn.fetch("SELECT * FROM worker.waiting")
+    assert (waiting["event_id"], waiting["queue"], waiting["waits_for"]) == (RECEIVED["id"], "billing", "user:user_pay")
     await make_user(conn, "user_pay", credits=0)
     assert await apply(conn, settings, RECEIVED) == [(APPLIED, None)]
     assert await apply(conn, settings, RECEIVED) == [(DUPLICATE, None)]

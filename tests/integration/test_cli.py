@@ -123,3 +123,102 @@ async def test_the_worker_role_can_write_the_ledger_but_not_change_the_schema(da
                 await conn.execute(forbidden)
     finally:
         await conn.close()
+
+
+async def _wait(conn, event_id: str, clerk: str, *, reason: str, waits_for: str, state: str = "waiting",
+                hours_ago: int = 0) -> None:  # fmt: skip
+    await conn.execute(
+        "INSERT INTO worker.waiting (event_id, queue, event_type, event, clerk_user_id, reason, waits_for, "
+        "state, first_waited_at) VALUES ($1, 'usage', 'usage.recorded', '{}', $2, $3, $4, $5, "
+        "now() - make_interval(hours => $6))", event_id, clerk, reason, waits_for, state, hours_ago,
+    )  # fmt: skip
+
+
+async def test_user_show_prints_the_balance_its_movements_and_why_and_what_waits(conn, database_url, settings):
+    from tests.integration.helpers import adjust, refund
+    from worker.ledger.apply import apply_usage_batch
+    from worker.repo.users import insert_user_with_balance
+
+    user_id = await insert_user_with_balance(conn, "user_show", email="ana@example.com", credits=100)
+    await apply_usage_batch(conn, [usage("user_show", id="a1", credits=10, op="AI_IMAGE_GENERATION"),
+                                   refund("user_show", of="a1", id="b1", credits=4)], settings)  # fmt: skip
+    await apply_usage_batch(conn, [{**adjust("user_show", 7, id="c1"), "reason": "support ticket 42"}], settings)
+    await _wait(conn, "w-old", "user_show", reason="no_cost", waits_for="cost:VIDEO_GENERATION", hours_ago=2)
+    await _wait(conn, "w-done", "user_show", reason="no_cost", waits_for="cost:X", state="applied")
+    await _wait(conn, "w-other", "someone_else", reason="unknown_user", waits_for="user:someone_else")
+
+    text = pedro("user", "show", "user_show", database_url=database_url)
+    assert text.returncode == 0, text.stderr
+    assert "ana@example.com" not in text.stdout and "email=<email>" in text.stdout
+    assert f"id={user_id}" in text.stdout and "active" in text.stdout
+    assert "balance   101" in text.stdout
+    lines = text.stdout.splitlines()
+    movements = [line.split() for line in lines if line.rstrip().endswith((" a1", " b1", " c1"))]
+    # newest first: the adjustment's transaction, then the batch's two, by event id descending
+    assert [m[-1] for m in movements] == ["c1", "b1", "a1"]
+    assert " ".join(movements[0][2:]) == "adjustment +7 - support ticket 42 c1"
+    assert " ".join(movements[1][2:]) == "refund +4 a1 refund of AI_IMAGE_GENERATION b1"
+    assert " ".join(movements[2][2:]) == "usage -10 a1 AI_IMAGE_GENERATION a1"
+    assert "more:" not in text.stdout
+    assert "waiting events: 1" in text.stdout
+    [waiting] = [line.split() for line in lines if line.rstrip().endswith(" w-old")]
+    assert waiting == ["2h00m", "waiting", "usage.recorded", "no_cost", "cost:VIDEO_GENERATION", "w-old"]
+
+    shown = pedro("user", "show", "user_show", "--json", database_url=database_url)
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert view["user"] == {"id": user_id, "email": "<email>", "is_active": True}
+    assert view["balance"] == 101 and view["next_cursor"] is None
+    assert [(m["event_id"], m["kind"], m["delta"], m["reference"], m["reason"]) for m in view["movements"]] == [
+        ("c1", "adjustment", 7, None, "support ticket 42"),
+        ("b1", "refund", 4, "a1", "refund of AI_IMAGE_GENERATION"),
+        ("a1", "usage", -10, "a1", "AI_IMAGE_GENERATION"),
+    ]  # fmt: skip
+    [w] = view["waiting"]
+    assert (w["event_id"], w["reason"], w["waits_for"], w["state"]) == (
+        "w-old", "no_cost", "cost:VIDEO_GENERATION", "waiting"
+    )  # fmt: skip
+    assert 7200 <= w["age_seconds"] < 7300 and view["waiting_total"] == 1
+
+
+async def test_user_show_pages_through_every_movement_once_newest_first(conn, database_url, settings):
+    from worker.ledger.apply import apply_usage_batch
+
+    await make_user(conn, "user_pages", credits=1000)
+    await apply_usage_batch(conn, [usage("user_pages", id=f"m{n}", credits=1) for n in range(5)], settings)
+    for n in (5, 6):  # later transactions: later created_at
+        await apply_usage_batch(conn, [usage("user_pages", id=f"m{n}", credits=1)], settings)
+    expected = ["m6", "m5", "m4", "m3", "m2", "m1", "m0"]  # 5 and 6 are newer; ties by event id desc
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        args = ["user", "show", "user_pages", "--limit", "3", "--json"] + (["--cursor", cursor] if cursor else [])
+        page = pedro(*args, database_url=database_url)
+        assert page.returncode == 0, page.stderr
+        view = json.loads(page.stdout)
+        seen += [m["event_id"] for m in view["movements"]]
+        pages += 1
+        cursor = view["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == expected and pages == 3
+
+    first = pedro("user", "show", "user_pages", "--limit", "3", database_url=database_url)
+    [more] = [line for line in first.stdout.splitlines() if "more:" in line]
+    cursor = more.split("--cursor ")[1]
+    second = pedro("user", "show", "user_pages", "--limit", "3", "--cursor", cursor, database_url=database_url)
+    assert [line.split()[-1] for line in second.stdout.splitlines() if " usage " in line] == ["m3", "m2", "m1"]
+
+
+async def test_user_show_an_unknown_user_exits_1_and_bad_arguments_exit_2(conn, database_url):
+    await _wait(conn, "w-early", "user_later", reason="unknown_user", waits_for="user:user_later")
+    missing = pedro("user", "show", "user_later", database_url=database_url)
+    assert missing.returncode == 1
+    assert "no user with clerkId 'user_later'" in missing.stderr
+    assert "waiting events: 1" in missing.stdout and "user:user_later" in missing.stdout  # why it is missing
+    as_json = pedro("user", "show", "nobody", "--json", database_url=database_url)
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["user"] is None
+
+    assert pedro("user", "show", "x", "--cursor", "not-a-cursor", database_url=database_url).returncode == 2
+    assert pedro("user", "show", "x", "--limit", "0", database_url=database_url).returncode == 2
+

@@ -6,8 +6,8 @@ import json
 
 import redis
 
-from tests.integration.helpers import balance, count, make_user, usage_rows
-from tests.integration.ops_helpers import dead_letters, make_unknown_user_dead_letter
+from tests.integration.helpers import balance, count, usage_rows
+from tests.integration.ops_helpers import dead_letters, make_balance_busy_dead_letter
 from tests.integration.test_cli import pedro
 
 
@@ -21,26 +21,30 @@ def _cli(settings, *args: str, **env: str):
     )
 
 
-async def test_requeue_after_the_user_exists_applies_the_event_exactly_once(
-    conn, broker, worker, settings
+async def test_requeue_once_the_row_is_free_applies_the_event_exactly_once(
+    conn, database_url, broker, worker, settings
 ):
-    make_unknown_user_dead_letter(broker, worker, "user_late", "late-1", credits=7)
+    await make_balance_busy_dead_letter(
+        conn, database_url, broker, worker, settings, "user_late", "late-1", credits=7
+    )
     [letter] = dead_letters(settings).list()
     assert (letter.queue, letter.reason, letter.options["retries"]) == (
         "usage",
-        "unknown_user",
+        "balance_busy",
         settings.max_retries + 1,
     )
+    assert await balance(conn, "user_late") == 100  # nothing applied while the row was held
+    assert await count(conn, "worker.waiting") == 0  # a passing condition: it never waits
 
-    listed = _cli(settings, "dlq", "list", "--reason", "unknown_user")
+    listed = _cli(settings, "dlq", "list", "--reason", "balance_busy")
     assert listed.returncode == 0, listed.stderr
-    assert letter.message_id in listed.stdout and "unknown_user" in listed.stdout
+    assert letter.message_id in listed.stdout and "balance_busy" in listed.stdout
     assert "in Redis: usage: 1" in listed.stdout
     assert _cli(settings, "dlq", "list", "--reason", "insufficient_credits").stdout.startswith(
         "0 dead letter(s)"
     )
 
-    await make_user(conn, "user_late", credits=100)
+    # the app's transaction has ended: the row is free
     requeued = _cli(settings, "dlq", "requeue", letter.message_id)
     assert requeued.returncode == 0, requeued.stderr
     assert "requeued 1 dead letter(s)" in requeued.stdout
@@ -54,8 +58,12 @@ async def test_requeue_after_the_user_exists_applies_the_event_exactly_once(
     assert again.returncode == 1 and "not found: " + letter.message_id in again.stderr
 
 
-async def test_a_requeued_message_is_a_fresh_attempt_on_its_own_queue(broker, worker, settings):
-    make_unknown_user_dead_letter(broker, worker, "user_ghost", "ghost-1")
+async def test_a_requeued_message_is_a_fresh_attempt_on_its_own_queue(
+    conn, database_url, broker, worker, settings
+):
+    await make_balance_busy_dead_letter(
+        conn, database_url, broker, worker, settings, "user_ghost", "ghost-1"
+    )
     dlq = dead_letters(settings)
     [letter] = dlq.list()
     worker.stop()  # keep the requeued message in Redis to look at it
@@ -75,31 +83,36 @@ async def test_a_requeued_message_is_a_fresh_attempt_on_its_own_queue(broker, wo
     assert client.zcard(f"{ns}:usage.XQ") == 0 and client.hlen(f"{ns}:usage.XQ.msgs") == 0
 
 
-async def test_purge_all_of_a_reason_and_usage_errors(broker, worker, settings):
-    make_unknown_user_dead_letter(broker, worker, "user_p1", "purge-1")
-    make_unknown_user_dead_letter(broker, worker, "user_p2", "purge-2")
+async def test_purge_all_of_a_reason_and_usage_errors(conn, database_url, broker, worker, settings):
+    for n in (1, 2):
+        await make_balance_busy_dead_letter(
+            conn, database_url, broker, worker, settings, f"user_p{n}", f"purge-{n}"
+        )
     assert _cli(settings, "dlq", "purge").returncode == 2  # neither ids nor --all
     assert _cli(settings, "dlq", "list", "--queue", "nope").returncode == 2
     shown = _cli(settings, "dlq", "show", dead_letters(settings).list()[0].message_id)
-    assert shown.returncode == 0 and json.loads(shown.stdout)["reason"] == "unknown_user"
+    assert shown.returncode == 0 and json.loads(shown.stdout)["reason"] == "balance_busy"
     assert _cli(settings, "dlq", "show", "no-such-id").returncode == 1
 
-    kept = _cli(settings, "dlq", "purge", "--all", "--reason", "refund_before_usage")
+    kept = _cli(settings, "dlq", "purge", "--all", "--reason", "row_busy")
     assert kept.returncode == 0 and "purged 0 dead letter(s)" in kept.stdout
-    purged = _cli(settings, "dlq", "purge", "--all", "--queue", "usage", "--reason", "unknown_user")
+    purged = _cli(settings, "dlq", "purge", "--all", "--queue", "usage", "--reason", "balance_busy")
     assert purged.returncode == 0 and "purged 2 dead letter(s)" in purged.stdout
     assert dead_letters(settings).counts()["usage"] == 0
 
 
 async def test_replay_of_an_export_publishes_what_is_missing_once(
-    conn, broker, worker, settings, tmp_path
+    conn, database_url, broker, worker, settings, tmp_path
 ):
-    make_unknown_user_dead_letter(broker, worker, "user_replay", "replay-1", credits=4)
+    await make_balance_busy_dead_letter(
+        conn, database_url, broker, worker, settings, "user_replay", "replay-1", credits=4,
+        balance=50,
+    )  # fmt: skip
     export = _cli(settings, "dlq", "list", "--json")
     path = tmp_path / "export.jsonl"
     path.write_text(export.stdout + '{"type": "usage.recorded", "id": "bad"}\nnot json\n')
     assert _cli(settings, "dlq", "purge", "--all").returncode == 0
-    await make_user(conn, "user_replay", credits=50)
+    assert await balance(conn, "user_replay") == 50
 
     first = _cli(settings, "replay", str(path))
     assert first.returncode == 1  # two bad lines reported, the rest still sent

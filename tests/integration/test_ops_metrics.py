@@ -10,8 +10,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from tests.integration.family_helpers import user_created
-from tests.integration.helpers import adjust, make_user, usage
-from tests.integration.ops_helpers import flush_stats, make_unknown_user_dead_letter
+from tests.integration.helpers import adjust, make_user, refund, usage
+from tests.integration.ops_helpers import (
+    flush_stats,
+    make_balance_busy_dead_letter,
+    make_waiting_event,
+)
 from tests.integration.test_cli import pedro
 from worker.ops.web import create_app
 from worker.publisher import Publisher
@@ -43,18 +47,24 @@ async def scrape(settings) -> dict:
     return samples(response.text)
 
 
-async def test_metrics_parse_and_move_when_events_are_applied(conn, broker, worker, settings):
+async def test_metrics_parse_and_move_when_events_are_applied(
+    conn, database_url, broker, worker, settings
+):
     await make_user(conn, "user_m", credits=10)
     before = await scrape(settings)
-    assert value(before, "pedro_redis_up") == 1
+    assert value(before, "pedro_redis_up") == 1 and value(before, "pedro_postgres_up") == 1
     assert value(before, "pedro_queue_depth", queue="usage", state="ready") == 0
+    assert not [name for name, _ in before if name.startswith("pedro_waiting_")]  # none waits
 
     applied = [usage("user_m", id=f"m-{n}", credits=2) for n in range(3)]
+    too_much = refund("user_m", of="m-0", id="m-refund", credits=50)
     Publisher(broker).publish_many(
-        [*applied, applied[0], usage("user_m", id="m-big", credits=500), user_created("user_new_m")]
+        [*applied, applied[0], too_much, user_created("user_new_m")]
     )
     worker.drain()
-    make_unknown_user_dead_letter(broker, worker, "user_nobody", "m-orphan")
+    make_waiting_event(broker, worker, "user_nobody", "m-orphan")  # waits in PostgreSQL
+    await make_balance_busy_dead_letter(conn, database_url, broker, worker, settings,
+                                        "user_busy", "m-busy")  # fmt: skip
     flush_stats(broker)
     after = await scrape(settings)
 
@@ -63,12 +73,18 @@ async def test_metrics_parse_and_move_when_events_are_applied(conn, broker, work
     assert value(after, events, queue="usage", outcome="duplicate", reason="") == 1
     assert value(after, events, queue="users", outcome="applied", reason="") == 1
     assert (
-        value(after, events, queue="usage", outcome="rejected", reason="insufficient_credits") == 1
+        value(after, events, queue="usage", outcome="rejected", reason="refund_exceeds_usage") == 1
     )
+    # found waiting once, stored, acknowledged: never retried
+    assert value(after, events, queue="usage", outcome="waiting", reason="unknown_user") == 1
+    assert value(after, events, queue="usage", outcome="retry", reason="unknown_user") == 0
+    # a held row is a passing condition: retried until the retries ran out
     assert (
-        value(after, events, queue="usage", outcome="retry", reason="unknown_user")
+        value(after, events, queue="usage", outcome="retry", reason="balance_busy")
         == settings.max_retries + 1
     )
+    assert value(after, "pedro_waiting_events", queue="usage", reason="unknown_user") == 1
+    assert 0 <= value(after, "pedro_waiting_oldest_seconds", reason="unknown_user") < 60
     assert value(after, "pedro_dead_letters", queue="usage") == 1
     assert (
         value(
@@ -76,20 +92,21 @@ async def test_metrics_parse_and_move_when_events_are_applied(conn, broker, work
             "pedro_dead_lettered_messages_total",
             queue="usage",
             actor="apply_usage_events",
-            reason="unknown_user",
+            reason="balance_busy",
         )
         == 1
     )
     labels = {"queue_name": "usage", "actor_name": "apply_usage_events"}
     # counted once per delivery, though the settler finishes them after the actor returned:
-    # the batch message, then the orphan's first delivery and its retries
+    # the batch message, the orphan's one delivery, then the busy one's first delivery and retries
+    deliveries = 2 + settings.max_retries + 1
     counted = value(after, "dramatiq_messages_total", **labels)
-    assert counted - value(before, "dramatiq_messages_total", **labels) == 1 + settings.max_retries + 1
+    assert counted - value(before, "dramatiq_messages_total", **labels) == deliveries
     assert value(after, "dramatiq_message_retries_total", **labels) == settings.max_retries
     assert value(after, "dramatiq_message_rejects_total", **labels) == 1
     assert value(after, "dramatiq_message_duration_milliseconds_count", **labels) >= 3
     assert value(after, "pedro_publish_to_commit_seconds_count", queue="usage") >= 1
-    assert value(after, "pedro_batch_size_events_bucket", queue="usage", le="5") == 4
+    assert value(after, "pedro_batch_size_events_bucket", queue="usage", le="5") == deliveries
     assert value(after, "pedro_worker_processes") >= 1
     for queue in ("usage", "users", "billing", "storage"):
         assert ("pedro_queue_depth", (("queue", queue), ("state", "delayed"))) in after
@@ -116,6 +133,11 @@ async def test_stats_and_reconcile_commands(conn, broker, worker, settings):
     await make_user(conn, "user_s", credits=100)
     Publisher(broker).publish_many([usage("user_s", credits=5), adjust("user_s", 20)])
     worker.drain()
+    make_waiting_event(broker, worker, "user_not_yet", "s-wait")
+    await conn.execute(  # it has waited two hours
+        "UPDATE worker.waiting SET first_waited_at = now() - interval '2 hours' "
+        "WHERE event_id = 's-wait'"
+    )
     flush_stats(broker)
     env = {
         "database_url": settings.require_database_url(),
@@ -131,13 +153,25 @@ async def test_stats_and_reconcile_commands(conn, broker, worker, settings):
     assert view["ledger"]["applied"] == 2
     assert view["ledger"]["reconcile"]["checked"] == 1 and view["ledger"]["reconcile"]["drift"] == 0
     assert [w["pid"] for w in view["workers"]]  # this test's in-process worker, by its heartbeat
+    waiting = view["waiting"]
+    by_reason = [(r["reason"], r["events"], r["queues"]) for r in waiting["by_reason"]]
+    assert (waiting["total"], by_reason) == (1, [("unknown_user", 1, {"usage": 1})])
+    assert 7200 <= waiting["oldest_s"] < 7300
+    assert view["ledger"]["waited_by_reason"] == {"unknown_user": 1}
     text = pedro("stats", **env)
     assert text.returncode == 0 and "usage" in text.stdout and "applied=2" in text.stdout
+    assert "waiting: 1 event(s), oldest 2h00m" in text.stdout
+    [line] = [line.split() for line in text.stdout.splitlines() if "unknown_user" in line]
+    assert line == ["unknown_user", "1", "oldest", "2h00m", "(usage:", "1)"]
+    no_db = pedro("stats", **{**env, "database_url": ""})  # Redis figures only
+    assert no_db.returncode == 0 and "waiting: unknown (DATABASE_URL not set)" in no_db.stdout
     down = pedro("stats", database_url="", redis_url="redis://127.0.0.1:1/0")
     assert down.returncode == 1 and "redis unreachable" in down.stderr
 
 
-async def test_the_grafana_dashboard_only_queries_metrics_we_expose(conn, broker, worker, settings):
+async def test_the_grafana_dashboard_only_queries_metrics_we_expose(
+    conn, database_url, broker, worker, settings
+):
     import redis
 
     from worker.ops.reconcile import ReconcileReport, store
@@ -145,7 +179,10 @@ async def test_the_grafana_dashboard_only_queries_metrics_we_expose(conn, broker
 
     await make_user(conn, "user_g")
     Publisher(broker).publish_many([usage("user_g", id="g-1"), usage("user_nobody_g", id="g-2")])
-    worker.drain()
+    worker.drain()  # g-2 waits for its user
+    await make_balance_busy_dead_letter(  # retried, then dead-lettered
+        conn, database_url, broker, worker, settings, "user_busy_g", "g-3"
+    )
     flush_stats(broker)
     store(
         redis.Redis.from_url(settings.require_redis_url()),

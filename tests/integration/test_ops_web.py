@@ -9,8 +9,12 @@ import re
 import httpx
 from pydantic import SecretStr
 
-from tests.integration.helpers import balance, make_user
-from tests.integration.ops_helpers import dead_letters, make_unknown_user_dead_letter
+from tests.integration.helpers import balance, make_user, rejections, settle
+from tests.integration.ops_helpers import (
+    dead_letters,
+    make_balance_busy_dead_letter,
+    make_waiting_event,
+)
 from worker.ops.web import create_app
 
 TOKEN = "ops-token-for-tests-91c2"
@@ -120,16 +124,19 @@ async def test_basic_auth_and_bearer(settings):
         assert bad_body.status_code == 400
 
 
-async def test_requeue_through_the_api_applies_a_dead_letter(conn, broker, worker, settings):
-    make_unknown_user_dead_letter(broker, worker, "user_web", "web-1", credits=9)
-    await make_user(conn, "user_web", credits=30)
+async def test_requeue_through_the_api_applies_a_dead_letter(
+    conn, database_url, broker, worker, settings
+):
+    await make_balance_busy_dead_letter(
+        conn, database_url, broker, worker, settings, "user_web", "web-1", credits=9, balance=30
+    )
     headers = {"authorization": f"Bearer {TOKEN}"}
     async with client_for(settings, ops_token=SecretStr(TOKEN)) as client:
         overview = (await client.get("/ops/api/overview", headers=headers)).json()
         [letter] = overview["dead_letters"]
-        assert (letter["queue"], letter["reason"], letter["events"]) == ("usage", "unknown_user", 1)
+        assert (letter["queue"], letter["reason"], letter["events"]) == ("usage", "balance_busy", 1)
         assert "web-1" in letter["preview"]
-        assert "unknown_user" in overview["dead_letter_reasons"]
+        assert "balance_busy" in overview["dead_letter_reasons"]
         assert overview["health"]["level"] == "warn"
         filtered = (
             await client.get("/ops/api/overview?reason=insufficient_credits", headers=headers)
@@ -145,6 +152,68 @@ async def test_requeue_through_the_api_applies_a_dead_letter(conn, broker, worke
         assert again.json()["done"] == 0
     assert dead_letters(settings).counts()["usage"] == 0
     assert await balance(conn, "user_web") == 21
+
+
+async def test_the_waiting_panel_shows_reasons_and_ages_and_releases_and_drops(
+    conn, broker, worker, settings
+):
+    make_waiting_event(broker, worker, "user_ww1", "ww-1")
+    make_waiting_event(broker, worker, "user_ww2", "ww-2")
+    await conn.execute(
+        "UPDATE worker.waiting SET first_waited_at = now() - interval '3 hours' "
+        "WHERE event_id = 'ww-1'"
+    )
+    bearer = {"authorization": f"Bearer {TOKEN}"}
+    basic = "Basic " + base64.b64encode(BASIC.encode()).decode()
+    async with client_for(
+        settings, ops_token=SecretStr(TOKEN), ops_basic_auth=SecretStr(BASIC)
+    ) as client:
+        waiting = (await client.get("/ops/api/overview", headers=bearer)).json()["waiting"]
+        assert waiting["total"] == 2 and 3 * 3600 <= waiting["oldest_s"] < 3 * 3600 + 60
+        [reason] = waiting["by_reason"]
+        assert (reason["reason"], reason["events"], reason["queues"]) == (
+            "unknown_user", 2, {"usage": 2}
+        )  # fmt: skip
+        assert [e["event_id"] for e in waiting["oldest"]] == ["ww-1", "ww-2"]  # oldest first
+        assert waiting["oldest"][0]["waits_for"] == "user:user_ww1"
+
+        # the same CSRF rules as the dead-letter actions
+        page = await client.get("/ops/", headers={"authorization": basic})
+        body = {"event_ids": ["ww-1"]}
+        refused = await client.post(
+            "/ops/api/waiting/release", json=body, headers={"authorization": basic}
+        )
+        assert refused.status_code == 403
+        released = await client.post(
+            "/ops/api/waiting/release",
+            json=body,
+            headers={"authorization": basic, "x-csrf-token": csrf_of(page.text)},
+        )
+        assert released.json() == {"action": "release", "done": 1, "in_flight": 0, "missing": 0}
+        await settle(worker, conn)  # its user still does not exist: it waits again
+        assert await conn.fetchval(
+            "SELECT times_waited FROM worker.waiting WHERE event_id = 'ww-1'"
+        ) == 2
+
+        post = lambda action, body: client.post(  # noqa: E731
+            f"/ops/api/waiting/{action}", json=body, headers=bearer
+        )
+        assert (await post("drop", {"event_ids": ["ww-2"]})).status_code == 400  # no reason
+        assert (await post("drop", {"event_ids": [], "reason": "x"})).status_code == 400
+        assert (await post("park", {"event_ids": ["ww-2"]})).status_code == 404
+        dropped = await post("drop", {"event_ids": ["ww-2"], "reason": "spam sign-up"})
+        assert dropped.json() == {"action": "drop", "done": 1, "missing": 0}
+        [rejection] = await rejections(conn, "ww-2")
+        assert (rejection["reason"], rejection["detail"]) == (
+            "dropped", "dropped by dashboard (bearer): spam sign-up"
+        )  # fmt: skip
+        again = await post("drop", {"event_ids": ["ww-2"], "reason": "spam sign-up"})
+        assert again.status_code == 409 and again.json()["not_waiting"] == {"ww-2": "dropped"}
+        missing = await post("release", {"event_ids": ["ww-2", "nope"]})
+        assert missing.json() == {"action": "release", "done": 0, "in_flight": 0, "missing": 2}
+
+        waiting = (await client.get("/ops/api/overview", headers=bearer)).json()["waiting"]
+        assert waiting["total"] == 1 and [e["event_id"] for e in waiting["oldest"]] == ["ww-1"]
 
 
 async def test_the_dashboard_reconciles_in_the_background(conn, settings):

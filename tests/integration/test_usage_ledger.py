@@ -26,7 +26,7 @@ from tests.integration.helpers import (
 from worker import db
 from worker.ledger import apply as apply_module
 from worker.ledger.apply import OpenedUsers, apply_usage_batch
-from worker.ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY, Account, Outcome, Plan
+from worker.ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY, WAITING, Account, Outcome, Plan
 from worker.repo import ledger as repo_module
 from worker.repo.ledger import find_decided_events
 from worker.repo.reconcile import find_balance_drift
@@ -37,7 +37,19 @@ async def apply(conn, settings, *events):
     return [(o.status, o.reason) for o in result.outcomes]
 
 
+async def test_completed_usage_is_recorded_under_the_default_policy_and_the_balance_goes_below_zero(
+    conn, settings
+):
+    await make_user(conn, "u", credits=3)
+    assert settings.overdraft_policy == "allow"  # the default
+    assert await apply(conn, settings, usage("u", id="served", credits=5)) == [(APPLIED, None)]
+    assert await balance(conn, "u") == -2
+    assert [r["creditsUsed"] for r in await usage_rows(conn, "u")] == [5]
+    assert await find_balance_drift(conn) == []
+
+
 async def test_insufficient_credits_under_reject_applies_nothing_and_stores_the_rejection(conn, settings):
+    settings = settings.model_copy(update={"overdraft_policy": "reject"})
     await make_user(conn, "u", credits=10)
     big = usage("u", id="big", credits=11)
     assert await apply(conn, settings, big) == [(REJECTED, "insufficient_credits")]
@@ -78,8 +90,46 @@ async def test_refund_twice_is_applied_once_and_more_than_the_usage_is_rejected(
 
 async def test_refund_of_an_unknown_usage_waits(conn, settings):
     await make_user(conn, "u")
-    assert await apply(conn, settings, refund("u", of="not-yet")) == [(RETRY, "refund_before_usage")]
+    assert await apply(conn, settings, refund("u", of="not-yet", id="r")) == [(WAITING, "refund_before_usage")]
     assert await count(conn, "worker.event_log") == 0
+    [row] = await conn.fetch("SELECT * FROM worker.waiting")
+    assert (row["event_id"], row["waits_for"], row["state"], row["event"]["refundOf"]) == (
+        "r", "usage:not-yet", "waiting", "not-yet")
+    # found waiting again (a redelivery): the same row, counted again
+    assert await apply(conn, settings, refund("u", of="not-yet", id="r")) == [(WAITING, "refund_before_usage")]
+    assert await conn.fetchval("SELECT times_waited FROM worker.waiting") == 2
+
+
+async def test_a_usage_without_credits_and_without_any_cost_waits_then_applies_once_featurecosts_has_it(
+    conn, settings
+):
+    await make_user(conn, "u", credits=100)
+    await conn.execute("ALTER TYPE \"OperationType\" ADD VALUE 'AI_AUDIO'")
+    assert await apply(conn, settings, usage("u", id="a1", credits=None, op="AI_AUDIO")) == [(WAITING, "no_cost")]
+    assert await balance(conn, "u") == 100  # never charged 0
+    assert await conn.fetchval("SELECT waits_for FROM worker.waiting") == "cost:AI_AUDIO"
+    await conn.execute(
+        """INSERT INTO "AdminSettings" (id, "featureCosts", "updatedAt")
+           VALUES ('singleton', '{"AI_AUDIO": "x", "AI_TEXT_CHAT": "25"}', now())"""
+    )
+    assert await apply(conn, settings, usage("u", id="a1", credits=None, op="AI_AUDIO")) == [
+        (WAITING, "bad_feature_cost")]
+    assert 'featureCosts["AI_AUDIO"]' in await conn.fetchval("SELECT detail FROM worker.waiting")
+    assert await apply(conn, settings, usage("u", id="t1", credits=None)) == [(APPLIED, None)]
+    assert await balance(conn, "u") == 75  # "25" charges 25
+    await conn.execute("""UPDATE "AdminSettings" SET "featureCosts" = '{"AI_AUDIO": 3.0}'""")
+    assert await apply(conn, settings, usage("u", id="a1", credits=None, op="AI_AUDIO")) == [(APPLIED, None)]
+    assert await balance(conn, "u") == 72
+
+
+async def test_a_label_the_database_lacks_waits_and_applies_once_the_enum_has_it(conn, settings):
+    await make_user(conn, "u", credits=100)
+    video = usage("u", id="v1", credits=4, op="VIDEO_GENERATION")
+    assert await apply(conn, settings, video, refund("u", of="v1", id="v1-r", credits=1)) == [
+        (WAITING, "unknown_operation_type"), (WAITING, "refund_before_usage")]
+    await conn.execute("ALTER TYPE \"OperationType\" ADD VALUE 'VIDEO_GENERATION'")
+    assert await apply(conn, settings, video, refund("u", of="v1", id="v1-r", credits=1)) == [(APPLIED, None)] * 2
+    assert await balance(conn, "u") == 97
 
 
 async def test_cost_comes_from_admin_settings_when_set_and_code_defaults_otherwise(conn, settings):
@@ -227,9 +277,9 @@ async def test_a_transaction_logs_a_summary_at_info_only_when_not_everything_app
         event = usage("u", id="once", credits=1)
         await apply(conn, settings, event)
         assert "batch_applied" not in capsys.readouterr().err  # the ops counters have it
-        await apply(conn, settings, event, usage("u", id="too-big", credits=1000))
+        await apply(conn, settings, event, usage("u", id="too-big", credits=1000), refund("u", of="none-yet"))
         [line] = [json.loads(x) for x in capsys.readouterr().err.splitlines() if "batch_applied" in x]
-        assert (line["level"], line["duplicates"], line["rejected"]) == ("info", 1, 1)
+        assert (line["level"], line["duplicates"], line["waiting"]) == ("info", 1, 1)
     finally:
         logging.getLogger().handlers.clear()
 
@@ -249,7 +299,7 @@ async def test_events_decided_before_raw_hashes_were_recorded_replay_as_duplicat
     [
         {"type": "usage.recorded", "clerkUserId": "u"},
         {**usage("u"), "credits": "12"},
-        {**usage("u"), "operationType": "AI_TIME_TRAVEL"},
+        {**usage("u"), "operationType": "ai-time-travel"},
         {**usage("u"), "details": {"x": "y" * 20_000}},
         {**usage("u"), "occurredAt": "2026-11-01 12:00:00"},
         {**usage("u"), "id": "1'; DELETE FROM \"CreditBalance\" --"},
@@ -327,6 +377,22 @@ async def test_journal_has_exactly_one_movement_per_balance_change(conn, setting
                                         ("c", "adjustment", 7, None)]  # fmt: skip
     assert await conn.fetchval("SELECT opening FROM worker.balance_opening") == 100
     assert await balance(conn, "u") == 101
+
+
+async def test_every_movement_says_its_kind_reference_and_reason(conn, settings):
+    await make_user(conn, "u", credits=100)
+    support = {**adjust("u", 7, id="c"), "reason": "support: ticket 42 \x1f ✓"}  # any text survives
+    await apply(conn, settings, usage("u", id="a", credits=10, op="AI_IMAGE_GENERATION"),
+                refund("u", of="a", id="b", credits=4), support)  # fmt: skip
+    await apply(conn, settings, refund("u", of="a", id="d"))  # a later batch: the usage comes from the table
+    rows = await conn.fetch("SELECT event_id, kind, reference, reason, refund_of FROM worker.journal ORDER BY event_id")
+    assert [tuple(r) for r in rows] == [
+        ("a", "usage", "a", "AI_IMAGE_GENERATION", None),
+        ("b", "refund", "a", "refund of AI_IMAGE_GENERATION", "a"),
+        ("c", "adjustment", None, "support: ticket 42 \x1f ✓", None),
+        ("d", "refund", "a", "refund of AI_IMAGE_GENERATION", "a"),
+    ]  # fmt: skip
+    assert await find_balance_drift(conn) == []
 
 
 async def test_stored_payload_of_a_rejection_is_valid_json(conn: asyncpg.Connection, settings):

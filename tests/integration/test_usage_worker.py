@@ -14,8 +14,10 @@ from tests.integration.helpers import (
     make_user,
     refund,
     rejections,
+    settle,
     usage,
     usage_rows,
+    waiting_rows,
 )
 from worker.publisher import Publisher
 from worker.repo.reconcile import find_balance_drift
@@ -54,17 +56,22 @@ async def test_refund_before_its_usage_is_applied_once_the_usage_arrives(conn, b
     await make_user(conn, "user_b", credits=50)
     publisher = Publisher(broker)
     publisher.publish(refund("user_b", of="late-usage", id="early-refund"))
-    publisher.publish(usage("user_b", id="late-usage", credits=20))
     worker.drain()
+    [waiting] = await waiting_rows(conn)
+    assert (waiting["event_id"], waiting["reason"], waiting["waits_for"]) == (
+        "early-refund", "refund_before_usage", "usage:late-usage")
+    publisher.publish(usage("user_b", id="late-usage", credits=20))
+    await settle(worker, conn)
 
     assert await balance(conn, "user_b") == 50  # debited 20, refunded 20
+    assert [r["state"] for r in await waiting_rows(conn, None)] == ["applied"]
     rows = {r["id"]: r["creditsUsed"] for r in await usage_rows(conn, "user_b")}
     assert rows == {"late-usage": 20, "early-refund": -20}
 
 
 async def test_bad_payload_is_rejected_with_a_reason_and_never_retried(conn, broker, worker) -> None:
     await make_user(conn, "user_c", credits=10)
-    bad = usage("user_c", id="bad-op", op="AI_TIME_TRAVEL")
+    bad = usage("user_c", id="bad-op", op="ai time travel")  # not a label PostgreSQL could hold
     Publisher(broker, validate=False).publish(bad)
     worker.drain()
 
@@ -75,22 +82,26 @@ async def test_bad_payload_is_rejected_with_a_reason_and_never_retried(conn, bro
     assert "operationType" in rejection["detail"]
 
 
-async def test_unknown_user_is_retried_then_dead_lettered_with_its_reason(conn, broker, worker, settings) -> None:
-    import json
-
+async def test_an_unknown_users_usage_waits_in_postgres_not_in_redis_until_the_user_exists(
+    conn, broker, worker, settings
+) -> None:
     import redis
 
-    Publisher(broker).publish(usage("user_nobody", id="orphan"))
+    Publisher(broker).publish(usage("user_nobody", id="orphan", credits=7))
     worker.drain()
 
     assert await count(conn, '"UsageHistory"') == 0
     assert await count(conn, "worker.event_log") == 0  # nothing marked seen
+    [waiting] = await waiting_rows(conn)
+    assert (waiting["event_id"], waiting["queue"], waiting["reason"], waiting["waits_for"]) == (
+        "orphan", "usage", "unknown_user", "user:user_nobody")
     client = redis.Redis.from_url(settings.require_redis_url())
-    dead = client.hvals(f"{settings.redis_namespace}:usage.XQ.msgs")
-    assert len(dead) == 1
-    message = json.loads(dead[0])
-    assert message["options"]["dead_letter_reason"] == "unknown_user"
-    assert message["options"]["retries"] == settings.max_retries + 1
+    assert client.zcard(f"{settings.redis_namespace}:usage.XQ") == 0  # acknowledged, not dead-lettered
+
+    await make_user(conn, "user_nobody", credits=10)
+    await settle(worker, conn)  # the sweep sees the balance and releases it
+    assert await balance(conn, "user_nobody") == 3
+    assert [r["state"] for r in await waiting_rows(conn, None)] == ["applied"]
 
 
 async def test_reconcile_finds_a_corrupted_balance(conn: asyncpg.Connection, broker, worker) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from worker.events import usage_event_adapter
-from worker.ledger.decide import APPLIED, REJECTED, Account, RefundTarget, decide
+from worker.ledger.decide import APPLIED, REJECTED, WAITING, Account, RefundTarget, decide
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 DEFAULTS = {"AI_TEXT_CHAT": 5, "AI_IMAGE_GENERATION": 10}
@@ -30,10 +30,10 @@ def refund(id, of, credits=None, user="u1"):
     return ev(**fields)
 
 
-def run(events, balance=100, policy="reject", costs=None, targets=None, users=("u1",)):
+def run(events, balance=100, policy="reject", costs=None, targets=None, users=("u1",), operation_types=None):
     accounts = {u: Account(f"cb-{u}", f"id-{u}", u, balance) for u in users}
     return decide(events, accounts=accounts, targets=targets or {}, feature_costs=costs or {},
-                  default_costs=DEFAULTS, policy=policy)  # fmt: skip
+                  default_costs=DEFAULTS, policy=policy, operation_types=operation_types)  # fmt: skip
 
 
 def statuses(plan):
@@ -47,9 +47,34 @@ def test_cost_comes_from_event_then_admin_settings_then_code_defaults():
     assert plan.balance_deltas == {"cb-u1": -20}
 
 
-def test_malformed_admin_cost_falls_back_to_the_default():
-    plan = run([use("a")], costs={"AI_TEXT_CHAT": "lots"})
-    assert plan.usage_rows[0][4] == 5
+def test_a_cost_configured_as_a_numeric_string_or_an_integral_float_is_charged():
+    plan = run([use("a"), use("b", op="AI_IMAGE_GENERATION")],
+               costs={"AI_TEXT_CHAT": "25", "AI_IMAGE_GENERATION": 2.0})  # fmt: skip
+    assert [r[4] for r in plan.usage_rows] == [25, 2]
+
+
+def test_a_malformed_admin_cost_makes_the_usage_wait_naming_the_key_never_a_silent_default():
+    for bad in ("lots", 2.5, -1, True, None, {"n": 1}):
+        plan = run([use("a")], costs={"AI_TEXT_CHAT": bad})
+        outcome = plan.outcomes["a"]
+        assert (outcome.status, outcome.reason, outcome.waits_for) == (WAITING, "bad_feature_cost", "cost:AI_TEXT_CHAT")
+        assert 'featureCosts["AI_TEXT_CHAT"]' in outcome.detail
+        assert plan.usage_rows == [] and plan.journal_rows == [] and plan.balance_deltas == {}
+
+
+def test_a_usage_without_credits_or_any_configured_cost_waits_instead_of_costing_zero():
+    plan = run([use("a", op="VIDEO_GENERATION")], operation_types=frozenset({"AI_TEXT_CHAT", "VIDEO_GENERATION"}))
+    assert (plan.outcomes["a"].status, plan.outcomes["a"].reason) == (WAITING, "no_cost")
+    assert plan.outcomes["a"].waits_for == "cost:VIDEO_GENERATION"
+
+
+def test_a_label_the_database_lacks_waits_and_so_do_its_refunds_in_the_batch():
+    plan = run([use("a", op="VIDEO_GENERATION", credits=3), refund("r", of="a")],
+               operation_types=frozenset({"AI_TEXT_CHAT"}))  # fmt: skip
+    assert statuses(plan) == {"a": (WAITING, "unknown_operation_type"), "r": (WAITING, "refund_before_usage")}
+    assert plan.outcomes["a"].waits_for == "operation_type:VIDEO_GENERATION"
+    assert plan.outcomes["r"].waits_for == "usage:a"
+    assert plan.balance_deltas == {}
 
 
 def test_reject_policy_never_lets_the_balance_go_below_zero():
@@ -108,8 +133,21 @@ def test_adjustments_are_journal_movements_without_usage_rows():
     adj = ev(type="credits.adjusted", id="g", clerkUserId="u1", delta=25, reason="promo")
     plan = run([adj])
     assert plan.usage_rows == []
-    assert plan.journal_rows == [("g", "id-u1", "adjustment", 25, None)]
+    assert plan.journal_rows == [("g", "id-u1", "adjustment", 25, None, None, "promo")]
     assert plan.openings == {"id-u1": 100}
+
+
+def test_every_movement_says_what_it_refers_to_and_why():
+    """(event_id, user_id, kind, delta, refund_of, reference, reason): a usage refers to its
+    "UsageHistory" row, a refund to the usage it gives back; the reason is the operation."""
+    target = RefundTarget("old", "u1", 10, "AI_IMAGE_GENERATION", refunded=0, decided=True)
+    plan = run([use("a", credits=8, at=1), refund("r", of="a", credits=3), refund("r2", of="old")],
+               targets={"old": target})  # fmt: skip
+    assert plan.journal_rows == [
+        ("a", "id-u1", "usage", -8, None, "a", "AI_TEXT_CHAT"),
+        ("r", "id-u1", "refund", 3, "a", "a", "refund of AI_TEXT_CHAT"),
+        ("r2", "id-u1", "refund", 10, "old", "old", "refund of AI_IMAGE_GENERATION"),
+    ]
 
 
 def test_balance_overflow_is_rejected_not_crashed():

@@ -32,7 +32,7 @@ def test_a_valid_event_is_normalised_to_utc():
     [
         ({"id": ...}, "id"),
         ({"clerkUserId": ...}, "clerkUserId"),
-        ({"operationType": "AI_TIME_TRAVEL"}, "operationType"),
+        ({"operationType": "ai chat; drop"}, "operationType"),
         ({"credits": "5"}, "credits"),
         ({"credits": True}, "credits"),
         ({"credits": -1}, "credits"),

@@ -80,6 +80,10 @@ def test_clerk_user_payload_gives_primary_email_and_full_name():
     assert full_name({"username": "ana_s"}) == "ana_s" and primary_email({}) is None
     event = to_user_event("msg_1", {"type": "user.updated", "data": data, "timestamp": 1})
     assert event["updatedAt"] == "2023-11-14T22:13:20+00:00" and event["id"] == "msg_1"
+    assert "createdAt" not in event  # no created_at: the worker's insert time
+    signed_up = to_user_event("msg_4", {"type": "user.created", "timestamp": 1,
+                                        "data": {**data, "created_at": 1_600_000_000_123}})  # fmt: skip
+    assert signed_up["createdAt"] == "2020-09-13T12:26:40.123000+00:00"
     deleted = to_user_event("msg_2", {"type": "user.deleted", "data": {"id": "user_1", "deleted": True},
                                       "timestamp": 1_700_000_000_000})  # fmt: skip
     assert deleted == {"type": "user.deleted", "id": "msg_2", "clerkUserId": "user_1",

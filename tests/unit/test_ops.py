@@ -116,3 +116,56 @@ def test_replay_reads_events_and_exported_messages():
         events_of({"hello": "world"})
     with pytest.raises(ValueError):
         events_of([1, 2])
+
+
+def test_waiting_gauges_and_stats_lines_come_from_the_waiting_view():
+    import redis
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from worker.ops.metrics import render_metrics
+    from worker.ops.waiting import text_lines
+
+    class RedisDown:
+        def heartbeats(self):
+            raise redis.ConnectionError("down")
+
+    view = {
+        "total": 3, "oldest_s": 7260,
+        "by_reason": [{"reason": "unknown_user", "events": 2, "oldest_s": 7260,
+                       "queues": {"usage": 1, "billing": 1}},
+                      {"reason": "no_cost", "events": 1, "oldest_s": 5, "queues": {"usage": 1}}],
+        "by_queue_reason": [
+            {"queue": "billing", "reason": "unknown_user", "events": 1, "oldest_s": 60},
+            {"queue": "usage", "reason": "no_cost", "events": 1, "oldest_s": 5},
+            {"queue": "usage", "reason": "unknown_user", "events": 1, "oldest_s": 7260},
+        ],
+    }  # fmt: skip
+    def scrape(waiting):
+        text = render_metrics(RedisDown(), waiting).decode()  # type: ignore[arg-type]
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    samples = scrape(view)
+    assert samples[("pedro_redis_up", ())] == 0  # Redis down: waiting is still served
+    assert samples[("pedro_postgres_up", ())] == 1
+    billing = (("queue", "billing"), ("reason", "unknown_user"))
+    assert samples[("pedro_waiting_events", billing)] == 1
+    assert samples[("pedro_waiting_oldest_seconds", (("reason", "unknown_user"),))] == 7260
+    down = scrape({"error": "PostgreSQL unreachable (OSError)"})
+    assert down[("pedro_postgres_up", ())] == 0
+    assert not [name for name, _ in down if name.startswith("pedro_waiting")]
+    assert ("pedro_postgres_up", ()) not in scrape(None)  # no DATABASE_URL: not served
+
+    assert text_lines(view) == [
+        "waiting: 3 event(s), oldest 2h01m",
+        "  unknown_user                      2  oldest   2h01m  (billing: 1, usage: 1)",
+        "  no_cost                           1  oldest      5s  (usage: 1)",
+    ]
+    assert text_lines({**view, "total": 0, "by_reason": []}) == ["waiting: none"]
+    assert text_lines(None) == ["waiting: unknown (DATABASE_URL not set)"]
+    assert text_lines({"error": "PostgreSQL unreachable (OSError)"}) == [
+        "waiting: unknown (PostgreSQL unreachable (OSError))"
+    ]

@@ -11,7 +11,7 @@ from dramatiq.middleware import CurrentMessage
 from ..broker import Runtime, current_broker, runtime
 from ..errors import ValidationRejected
 from ..ledger.apply import BatchResult
-from ..ledger.decide import REJECTED, RETRY
+from ..ledger.decide import REJECTED, RETRY, WAITING
 from ..logs import get_logger
 from ..ops.recorder import observe_batch
 from ._each import send_waiting_back
@@ -26,7 +26,8 @@ async def apply_usage_events(events: Any) -> None:
     Concurrent messages of this process share a transaction (ledger/coalesce.py). Under a
     worker, the actor only submits the events: the message is settled and acknowledged after
     that transaction committed, without a worker thread waiting for it (worker/settle.py).
-    Events that must wait (unknown user, refund before its usage) go back with backoff.
+    Events that must wait (unknown user, refund before its usage, …) are stored in
+    worker.waiting by the transaction; events that met a held balance go back with backoff.
     """
     if not isinstance(events, list):
         raise ValidationRejected("message argument must be a list of events", reason="bad_message")
@@ -45,7 +46,7 @@ def settle_usage(message: Any, events: list[Any], result: BatchResult) -> None:
         observe_batch(current_broker(), "usage", result.outcomes, message)
         debug = _stdlib_log.isEnabledFor(logging.DEBUG)  # skip building lines nobody reads
         for outcome in result.outcomes:
-            if outcome.status in (REJECTED, RETRY):
+            if outcome.status in (REJECTED, RETRY, WAITING):
                 log.warning("event_" + outcome.status, event_id=outcome.event_id, reason=outcome.reason)
             elif debug:
                 log.debug("event_" + outcome.status, event_id=outcome.event_id)

@@ -4,15 +4,15 @@ Per event (in its own transaction, after its claim):
   lock the user's balance -> lock the payment's state -> decide (payments.py, pure)
   -> journal movements + balance -> payment state -> "SubscriptionEvent" row.
 
-A grant-type event for a Clerk user the worker does not know yet waits (`unknown_user`), as
-usage does: the user's `user.created` is usually a moment behind.
+A grant-type event for a Clerk user the worker does not know yet waits in `worker.waiting`
+(`unknown_user`), as usage does, until the user's `user.created` releases it.
 """
 
 from __future__ import annotations
 
 import asyncpg
 
-from ..errors import RetryLater
+from ..errors import MustWait
 from ..events import BillingEvent, billing_event_adapter
 from ..ledger.decide import APPLIED, Account, Outcome
 from ..ledger.decide import Plan as LedgerPlan
@@ -41,16 +41,36 @@ def journal_id(kind: str, payment_id: str) -> str:
     return f"{kind}/{payment_id}"
 
 
+def movement_reason(kind: str, event: BillingEvent, plan_id: str | None) -> str:
+    """Why a payment moved credits: the plan a grant gave, the Asaas event that reversed it
+    (e.g. PAYMENT_REFUNDED). A refund or chargeback that arrived before its payment is applied
+    by the payment's event, which cannot name it: the reason says so."""
+    if kind == GRANT:
+        return f"plan {plan_id}"
+    if event.eventType in REVERSAL_EVENTS:
+        return event.eventType
+    return f"refund or chargeback that arrived before {event.eventType}"
+
+
 async def _write_movements(
-    conn: asyncpg.Connection, payment_id: str, account: Account, movements: list[tuple[str, int]]
+    conn: asyncpg.Connection,
+    event: BillingEvent,
+    plan_id: str | None,
+    account: Account,
+    movements: list[tuple[str, int]],
 ) -> None:
+    """The payment's journal movements; each refers to the Asaas payment id."""
+    payment_id = event.paymentId
+    assert payment_id is not None
     plan = LedgerPlan()
     plan.openings[account.user_id] = account.balance
     for kind, delta in movements:
         refund_of = journal_id(GRANT, payment_id) if kind == REVERSAL else None
+        reason = movement_reason(kind, event, plan_id)
         plan.journal_rows.append(
-            (journal_id(kind, payment_id), account.user_id, kind, delta, refund_of)
-        )
+            (journal_id(kind, payment_id), account.user_id, kind, delta, refund_of,
+             payment_id, reason)
+        )  # fmt: skip
         plan.balance_deltas[account.balance_id] = (
             plan.balance_deltas.get(account.balance_id, 0) + delta
         )
@@ -79,7 +99,7 @@ async def _apply_payment_rule(
     )  # fmt: skip
     if decision.movements:
         assert account is not None  # a grant needs the account; a reversal follows a grant
-        await _write_movements(conn, event.paymentId, account, decision.movements)
+        await _write_movements(conn, event, decision.state.plan_id, account, decision.movements)
     await repo.save_payment(conn, event.paymentId, decision.state)
     if decision.note in ("insufficient_credits", "balance_out_of_range"):
         detail = f"payment {event.paymentId}: balance {account.balance if account else None}"
@@ -101,7 +121,8 @@ async def record_billing_event(
             account = accounts.get(event.clerkUserId)
         user_id = account.user_id if account else await find_user_id(conn, event.clerkUserId)
         if kind == GRANT and account is None:
-            raise RetryLater(["unknown_user"])
+            raise MustWait("unknown_user", f"user:{event.clerkUserId}",
+                           f"no user {event.clerkUserId} yet (its user.created is not in)")
     if kind is not None and event.clerkUserId is None:
         note = "no_clerk_user"
     elif kind is not None:

@@ -3,10 +3,12 @@
 The user, billing and storage families are low-volume and their effects touch several tables,
 so every event gets its own transaction. Its idempotency key is claimed in `worker.event_log`
 in that transaction, with its effects: a redelivered event finds its key taken and changes
-nothing (or, with a different payload, is refused as `idempotency_conflict`), and an event that
-must wait raises `RetryLater`, which rolls everything back, its claim included. So does a row
-another session holds for longer than `lock_wait_ms` (`row_busy`): the event comes back later
-instead of keeping a worker thread waiting until statement_timeout.
+nothing (or, with a different payload, is refused as `idempotency_conflict`). An event that
+cannot apply *yet* raises `MustWait`, which rolls everything back, its claim included, and is
+then stored in `worker.waiting` (worker/waiting.py) until what it waits for releases it. A row
+another session holds for longer than `lock_wait_ms` (`row_busy`) is a passing condition: the
+event comes back later with backoff (`RetryLater`) instead of keeping a worker thread waiting
+until statement_timeout.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from ..errors import RetryLater
+from .. import waiting
+from ..errors import MustWait, RetryLater
 from ..events import describe_validation_error
 from ..ledger.apply import BatchResult, safe_payload
-from ..ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY, Outcome
+from ..ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY, WAITING, Outcome
 from ..logs import get_logger
 from ..repo import ledger as ledger_repo
 from ..settings import Settings
@@ -39,6 +42,8 @@ class Family:
     adapter: TypeAdapter[Any]
     apply: ApplyOne
     claim_key: Callable[[Any], str] = lambda event: event.id
+    # what an applied event releases at once (worker/waiting.py keys), e.g. 'user:<id>'
+    releases: Callable[[Any], list[str]] = lambda event: []
     # notes (Outcome.reason of an applied event) that ops should hear about
     warnings: frozenset[str] = frozenset()
 
@@ -86,6 +91,13 @@ async def _apply_one(
                 conn, event, key, "idempotency_conflict",
                 "an event with this id and a different payload was already processed",
             )  # fmt: skip
+    except MustWait as exc:
+        # Rolled back, claim included; the event waits in PostgreSQL, stored before the message
+        # is acknowledged (a crash in between redelivers the message: it is found waiting again).
+        outcome = Outcome(key, WAITING, exc.reason, exc.waits_for, exc.detail or None)
+        async with conn.transaction():
+            await waiting.store(conn, family.name, [(raw, outcome)])
+        return outcome
     except RetryLater as exc:
         return Outcome(key, RETRY, exc.reason)
     except asyncpg.LockNotAvailableError:  # a row it must change was held past lock_wait_ms
@@ -101,7 +113,7 @@ async def apply_each(
     ]
     warnings = 0
     for outcome in outcomes:
-        if outcome.status in (REJECTED, RETRY) or outcome.reason in family.warnings:
+        if outcome.status in (REJECTED, RETRY, WAITING) or outcome.reason in family.warnings:
             warnings += outcome.status == APPLIED
             log.warning("event_" + outcome.status, event_id=outcome.event_id, reason=outcome.reason)
         else:
@@ -110,6 +122,6 @@ async def apply_each(
     log.info(
         "events_applied", family=family.name, events=len(outcomes), applied=result.count(APPLIED),
         duplicates=result.count(DUPLICATE), rejected=result.count(REJECTED),
-        retry=result.count(RETRY), warnings=warnings,
+        retry=result.count(RETRY), waiting=result.count(WAITING), warnings=warnings,
     )  # fmt: skip
     return result

@@ -5,8 +5,9 @@
     POST /webhooks/clerk       Svix signature (webhooks/clerk.py)
     POST /webhooks/vercel-blob x-vercel-signature (webhooks/vercel_blob.py)
     GET  /healthz              the process is up
-    GET  /readyz               PostgreSQL and Redis reachable (the only database access)
-    GET  /ops/, GET /metrics   the ops dashboard and Prometheus metrics (worker/ops/web.py)
+    GET  /readyz               PostgreSQL and Redis reachable (the ingress's only database access)
+    GET  /ops/, GET /metrics   the ops dashboard and Prometheus metrics (worker/ops/web.py; they
+                               read the waiting events from PostgreSQL, and release or drop them)
 
 Starlette (routing, requests, responses; no hidden validation layer: the contract lives in
 worker/events.py) served by uvicorn; docs/ingress.md says why.

@@ -43,9 +43,11 @@ from ..events import (
     usage_event_adapter,
 )
 from ..logs import get_logger
+from .. import waiting
 from ..repo import ledger as repo
 from ..settings import Settings
-from .decide import APPLIED, DUPLICATE, REJECTED, RETRY, LedgerEvent, Outcome, decide
+from .decide import APPLIED, DUPLICATE, REJECTED, RETRY, WAITING, LedgerEvent, Outcome, decide
+from .operation_types import OperationTypes
 
 log = get_logger("pedro.ledger")
 
@@ -205,8 +207,8 @@ def _parse(batch: _Batch, indexes: list[int]) -> None:
 
 
 async def _apply_pass(
-    conn: asyncpg.Connection, batch: _Batch, settings: Settings, opened: OpenedUsers | None, *,
-    wait_for_locks: bool,
+    conn: asyncpg.Connection, batch: _Batch, settings: Settings, opened: OpenedUsers | None,
+    labels: OperationTypes, *, wait_for_locks: bool,
 ) -> dict[int, LedgerEvent]:
     """One transaction over the batch's undecided events. Without `wait_for_locks`, users whose
     balance another transaction holds are skipped: their events are returned, undecided.
@@ -228,7 +230,8 @@ async def _apply_pass(
             if event.clerkUserId in busy:
                 deferred[i] = events.pop(i)
             elif event.clerkUserId not in accounts:
-                settled[i] = Outcome(event.id, RETRY, "unknown_user")
+                settled[i] = Outcome(event.id, WAITING, "unknown_user", f"user:{event.clerkUserId}",
+                                     f"no user {event.clerkUserId} yet (its user.created is not in)")
                 del events[i]
 
         refund_ids = {e.refundOf for e in events.values() if type(e) is UsageRefunded}
@@ -238,10 +241,12 @@ async def _apply_pass(
             if type(event) is UsageRefunded and event.refundOf not in batch_usages:
                 target = targets[event.refundOf]
                 if target.credits_used is None and not target.decided:
-                    settled[i] = Outcome(event.id, RETRY, "refund_before_usage")
+                    settled[i] = Outcome(event.id, WAITING, "refund_before_usage", f"usage:{event.refundOf}",
+                                         f"usage {event.refundOf} has not been applied yet")
                     del events[i]
 
         needs_costs = any(type(e) is UsageRecorded and e.credits is None for e in events.values())
+        used_labels = {e.operationType for e in events.values() if type(e) is UsageRecorded}
         plan = decide(
             list(events.values()),
             accounts=accounts,
@@ -249,15 +254,24 @@ async def _apply_pass(
             feature_costs=await repo.get_feature_costs(conn) if needs_costs else {},
             default_costs=settings.default_feature_costs,
             policy=settings.overdraft_policy,
+            operation_types=await labels.current(conn, used_labels) if used_labels else None,
         )
         # Every decided event's idempotency key goes in with its effects, in the same statement:
-        # a twin that was decided since the lookup makes it fail (see _apply_events).
-        hashes, raw_hashes = batch.hashes, batch.raw_hashes
-        decided = [(e.id, e.type, hashes[i], e.clerkUserId, raw_hashes[i]) for i, e in events.items()]
+        # a twin that was decided since the lookup makes it fail (see _apply_events). Events
+        # that wait are not decided: they are stored in worker.waiting, in this transaction.
+        hashes, raw_hashes, outcomes = batch.hashes, batch.raw_hashes, plan.outcomes
+        decided = [(e.id, e.type, hashes[i], e.clerkUserId, raw_hashes[i]) for i, e in events.items()
+                   if outcomes[e.id].status != WAITING]  # fmt: skip
         if opened is not None:
             opened.drop_known(plan.openings)
         await repo.write_ledger(conn, plan, decided)
         await repo.insert_rejections(conn, batch.rejections + plan.rejections)
+        waits = [(batch.raw_events[i], o) for i, o in settled.items() if o.status == WAITING]
+        if len(decided) < len(events):
+            waits += [(batch.raw_events[i], outcomes[e.id]) for i, e in events.items()
+                      if outcomes[e.id].status == WAITING]  # fmt: skip
+        if waits:
+            await waiting.store(conn, "usage", waits)
 
     if opened is not None:
         opened.committed(plan.openings)
@@ -272,8 +286,8 @@ async def _apply_pass(
 
 
 async def _apply_events(
-    conn: asyncpg.Connection, batch: _Batch, settings: Settings, opened: OpenedUsers | None, *,
-    wait_for_locks: bool,
+    conn: asyncpg.Connection, batch: _Batch, settings: Settings, opened: OpenedUsers | None,
+    labels: OperationTypes, *, wait_for_locks: bool,
 ) -> dict[int, LedgerEvent]:
     """_apply_pass, again if a twin of some of the events was decided meanwhile.
 
@@ -285,7 +299,7 @@ async def _apply_events(
     """
     for attempt in range(_RACE_ATTEMPTS):
         try:
-            return await _apply_pass(conn, batch, settings, opened, wait_for_locks=wait_for_locks)
+            return await _apply_pass(conn, batch, settings, opened, labels, wait_for_locks=wait_for_locks)
         except asyncpg.UniqueViolationError:
             ids = [e.id for e in batch.events.values()]
             recorded = await repo.find_decided_events(conn, ids) if ids else {}
@@ -297,14 +311,16 @@ async def _apply_events(
 
 async def apply_usage_batch(
     conn: asyncpg.Connection, raw_events: Sequence[Any], settings: Settings, *,
-    opened: OpenedUsers | None = None,
+    opened: OpenedUsers | None = None, labels: OperationTypes | None = None,
 ) -> BatchResult:
     """Apply a batch: first the users no other transaction is busy with (without waiting), then,
     in a second transaction that waits for their locks, the users that were busy. Concurrent
     batches over overlapping users thus run side by side instead of one after the other.
 
-    `opened`: the users of this database whose opening balance is known to be recorded (skipped)."""
+    `opened`: the users of this database whose opening balance is known to be recorded (skipped);
+    `labels`: the database's operation types, kept between calls (read in this call if None)."""
     batch = _Batch(raw_events)
+    labels = labels if labels is not None else OperationTypes()
     # A decided event never becomes undecided, so known ids are looked up before anything else,
     # outside the transaction: replays are settled without validation or locks. A first
     # delivery racing with its twin is settled when the write meets its key (_apply_events).
@@ -314,10 +330,10 @@ async def apply_usage_batch(
     if recorded:
         seen = [i for i, e in batch.events.items() if e.id in recorded]
         batch.settle_seen(seen, recorded)
-    deferred = await _apply_events(conn, batch, settings, opened, wait_for_locks=False)
+    deferred = await _apply_events(conn, batch, settings, opened, labels, wait_for_locks=False)
     if deferred:
         try:
-            await _apply_events(conn, batch, settings, opened, wait_for_locks=True)
+            await _apply_events(conn, batch, settings, opened, labels, wait_for_locks=True)
         except asyncpg.LockNotAvailableError:
             # Another session held one of these balances longer than lock_wait_ms.
             # Waiting on would stall every usage message of this process behind it (one
@@ -333,6 +349,7 @@ async def apply_usage_batch(
     log.log(
         logging.DEBUG if applied == len(raw_events) else logging.INFO,
         "batch_applied", events=len(raw_events), applied=applied, duplicates=result.count(DUPLICATE),
-        rejected=result.count(REJECTED), retry=result.count(RETRY), second_pass=len(deferred),
+        rejected=result.count(REJECTED), retry=result.count(RETRY), waiting=result.count(WAITING),
+        second_pass=len(deferred),
     )  # fmt: skip
     return result

@@ -32,6 +32,7 @@ import structlog
 from ..logs import get_logger
 from ..settings import Settings
 from .apply import BatchResult, OpenedUsers, apply_usage_batch
+from .operation_types import OperationTypes
 
 log = get_logger("pedro.coalesce")
 
@@ -47,6 +48,7 @@ class Coalescer:
         self.max_events = settings.micro_batch_max_events
         self.concurrency = settings.micro_batch_concurrency
         self.opened = OpenedUsers()  # one pool, one database
+        self.labels = OperationTypes()  # that database's "OperationType" labels
         self._pending: list[_Submission] = []
         self._pending_events = 0
         self._running = 0
@@ -109,7 +111,7 @@ class Coalescer:
 
     async def _apply(self, events: Sequence[Any]) -> BatchResult:
         async with self.pool.acquire() as conn:
-            return await apply_usage_batch(conn, events, self.settings, opened=self.opened)
+            return await apply_usage_batch(conn, events, self.settings, opened=self.opened, labels=self.labels)
 
     async def _run(self, group: list[_Submission]) -> None:
         if len(group) == 1:

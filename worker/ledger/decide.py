@@ -18,6 +18,7 @@ from typing import Literal, NamedTuple
 
 from ..codec import compact
 from ..events import INT32_MAX, CreditsAdjusted, UsageRecorded, UsageRefunded
+from .cost import CostError, feature_cost
 
 LedgerEvent = UsageRecorded | UsageRefunded | CreditsAdjusted
 Policy = Literal["reject", "allow"]
@@ -25,7 +26,9 @@ Policy = Literal["reject", "allow"]
 APPLIED = "applied"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
-RETRY = "retry"
+RETRY = "retry"  # cannot apply now for a passing reason (a held lock): retried with backoff
+WAITING = "waiting"  # cannot apply *yet*: stored in worker.waiting until released (worker/waiting.py)
+WAITED = "waited"  # batch_usages marker of a usage that waits
 
 
 class Account(NamedTuple):  # a NamedTuple, like Outcome: one per user of a batch
@@ -51,28 +54,30 @@ class RefundTarget:
 
 class Outcome(NamedTuple):  # a NamedTuple: made once per event, 3x cheaper than a dataclass
     event_id: str
-    status: str  # applied | duplicate | rejected | retry
+    status: str  # applied | duplicate | rejected | retry | waiting
     reason: str | None = None
+    waits_for: str | None = None  # WAITING: what releases it ('user:…', 'usage:…', …)
+    detail: str | None = None  # WAITING: a sentence for ops
 
 
 @dataclass
 class Plan:
     usage_rows: list[tuple] = field(default_factory=list)  # UsageHistory columns
-    journal_rows: list[tuple] = field(default_factory=list)  # (event_id, user_id, kind, delta, refund_of)
+    # (event_id, user_id, kind, delta, refund_of, reference, reason)
+    journal_rows: list[tuple] = field(default_factory=list)
     openings: dict[str, int] = field(default_factory=dict)  # user_id -> balance before the batch
     balance_deltas: dict[str, int] = field(default_factory=dict)  # balance_id -> delta
     rejections: list[tuple] = field(default_factory=list)  # (event_id, type, reason, detail, payload)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
 
 
-def usage_cost(event: UsageRecorded, feature_costs: Mapping[str, object], defaults: Mapping[str, int]) -> int:
-    """Explicit credits, else the admin's featureCosts, else the code default (else 0)."""
+def usage_cost(event: UsageRecorded, feature_costs: Mapping[str, object], defaults: Mapping[str, int]) -> int | None:
+    """Explicit credits, else the admin's featureCosts, else the code default; None: no cost
+    anywhere (the usage waits, `no_cost`). Raises CostError for a featureCosts value that is not
+    a cost (the usage waits, `bad_feature_cost`): ledger/cost.py."""
     if event.credits is not None:
         return event.credits
-    configured = feature_costs.get(event.operationType.value)
-    if isinstance(configured, int) and not isinstance(configured, bool) and 0 <= configured <= INT32_MAX:
-        return configured
-    return defaults.get(event.operationType.value, 0)
+    return feature_cost(event.operationType, feature_costs, defaults)
 
 
 def _naive_utc(value: datetime | None, now: datetime) -> datetime:
@@ -98,6 +103,7 @@ class _Decider:
         default_costs: Mapping[str, int],
         policy: Policy,
         now: datetime,
+        operation_types: frozenset[str] | None,
     ) -> None:
         self.accounts = accounts
         self.targets = targets
@@ -105,10 +111,12 @@ class _Decider:
         self.default_costs = default_costs
         self.policy = policy
         self.now = now
+        self.operation_types = operation_types
         self.plan = Plan()
         self.balances = {clerk: a.balance for clerk, a in accounts.items()}
-        # usages decided in this batch: id -> (clerk user, credits used, op type) or None if rejected
-        self.batch_usages: dict[str, tuple[str, int, str] | None] = {}
+        # usages decided in this batch: id -> (clerk user, credits used, op type), None if
+        # rejected, WAITED if it waits (its refunds wait for it)
+        self.batch_usages: dict[str, tuple[str, int, str] | None | str] = {}
         self.batch_refunded: dict[str, int] = defaultdict(int)
         self.in_batch_usages: set[str] = set()  # ids of the batch's usages, decided or not
         self.waiting: dict[str, list[UsageRefunded]] = defaultdict(list)  # refunds of those not yet decided
@@ -138,8 +146,12 @@ class _Decider:
         self.plan.rejections.append((event.id, event.type, reason, detail, payload))
         self.plan.outcomes[event.id] = Outcome(event.id, REJECTED, reason)
 
-    def move(self, event: LedgerEvent, kind: str, delta: int, refund_of: str | None = None) -> bool:
-        """Change the user's balance by delta, under the overdraft policy. False if rejected."""
+    def move(
+        self, event: LedgerEvent, kind: str, delta: int, reference: str | None, reason: str | None,
+        refund_of: str | None = None,
+    ) -> bool:
+        """Change the user's balance by delta, under the overdraft policy. False if rejected.
+        The movement says what it refers to and why (`user show` prints them)."""
         account = self.accounts[event.clerkUserId]
         balance = self.balances[event.clerkUserId]
         after = balance + delta
@@ -152,16 +164,32 @@ class _Decider:
         self.plan.openings.setdefault(account.user_id, account.balance)
         self.balances[event.clerkUserId] = after
         self.plan.balance_deltas[account.balance_id] = self.plan.balance_deltas.get(account.balance_id, 0) + delta
-        self.plan.journal_rows.append((event.id, account.user_id, kind, delta, refund_of))
+        self.plan.journal_rows.append((event.id, account.user_id, kind, delta, refund_of, reference, reason))
         self.plan.outcomes[event.id] = Outcome(event.id, APPLIED)
         return True
 
     # --- event kinds ---------------------------------------------------------------------------
 
+    def wait(self, event: LedgerEvent, reason: str, waits_for: str, detail: str) -> None:
+        """The event cannot apply yet: stored in worker.waiting, released by `waits_for`."""
+        self.plan.outcomes[event.id] = Outcome(event.id, WAITING, reason, waits_for, detail)
+
     def usage(self, event: UsageRecorded) -> None:
-        cost = usage_cost(event, self.feature_costs, self.default_costs)
-        op = event.operationType._value_  # the enum's value without its descriptor (4x cheaper)
-        if not self.move(event, "usage", -cost):
+        op = event.operationType
+        if self.operation_types is not None and op not in self.operation_types:
+            self.batch_usages[event.id] = WAITED
+            return self.wait(event, "unknown_operation_type", f"operation_type:{op}",
+                             f'"OperationType" has no label {op}')  # fmt: skip
+        try:
+            cost = usage_cost(event, self.feature_costs, self.default_costs)
+        except CostError as exc:
+            self.batch_usages[event.id] = WAITED
+            return self.wait(event, "bad_feature_cost", f"cost:{op}", str(exc))
+        if cost is None:
+            self.batch_usages[event.id] = WAITED
+            return self.wait(event, "no_cost", f"cost:{op}",
+                             f"no credits in the event and no cost configured for {op}")  # fmt: skip
+        if not self.move(event, "usage", -cost, event.id, op):  # its "UsageHistory" row
             self.batch_usages[event.id] = None
             return
         account = self.accounts[event.clerkUserId]
@@ -171,11 +199,15 @@ class _Decider:
              _naive_utc(event.occurredAt, self.now))
         )  # fmt: skip
         self.batch_usages[event.id] = (event.clerkUserId, cost, op)
+        return None
 
     def refund(self, event: UsageRefunded) -> None:
         target_id = event.refundOf
         if target_id in self.batch_usages:
             found = self.batch_usages[target_id]
+            if found is WAITED:
+                return self.wait(event, "refund_before_usage", f"usage:{target_id}",
+                                 f"usage {target_id} waits")  # fmt: skip
             if found is None:
                 return self.reject(event, "refund_of_rejected_usage", f"usage {target_id} was rejected")
             owner, used, op = found
@@ -197,7 +229,7 @@ class _Decider:
                 event, "refund_exceeds_usage",
                 f"refund {amount} of usage {target_id}: used {used}, already refunded {refunded}",
             )  # fmt: skip
-        if not self.move(event, "refund", amount, refund_of=target_id):
+        if not self.move(event, "refund", amount, target_id, f"refund of {op}", target_id):
             return None
         account = self.accounts[event.clerkUserId]
         details = json.dumps({"refundOf": target_id}, separators=(",", ":"))
@@ -209,7 +241,7 @@ class _Decider:
         return None
 
     def adjustment(self, event: CreditsAdjusted) -> None:
-        self.move(event, "adjustment", event.delta)
+        self.move(event, "adjustment", event.delta, None, event.reason)
 
 
 def decide(
@@ -221,10 +253,13 @@ def decide(
     default_costs: Mapping[str, int],
     policy: Policy,
     now: datetime | None = None,
+    operation_types: frozenset[str] | None = None,
 ) -> Plan:
     """Decide every event (none decided before, all with a known account). Refunds whose usage is in the
     same batch are decided right after that usage, whatever their own timestamps say."""
-    decider = _Decider(accounts, targets, feature_costs, default_costs, policy, now or datetime.now(UTC))
+    decider = _Decider(
+        accounts, targets, feature_costs, default_costs, policy, now or datetime.now(UTC), operation_types
+    )
     decider.in_batch_usages = {e.id for e in events if type(e) is UsageRecorded}
     for event in _in_order(events):
         decider.run(event)

@@ -9,4 +9,6 @@
 - `replay.py`     re-publish an export, skipping what the ledger already decided
 - `web.py`        the dashboard and `/metrics` as Starlette routes (`auth.py`, `pages.py`, `static/`)
 - `commands.py`   `pedro-worker dlq | stats | replay` (`progress.py`: their progress bars)
+- `waiting.py`    events waiting in PostgreSQL: by reason and age (stats, /metrics, dashboard),
+                  release and drop; `waiting_cli.py`: `pedro-worker waiting list|show|release|drop`
 """

@@ -49,7 +49,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                 "--all", action="store_true", help="every letter matching --queue/--reason"
             )
 
-    p = sub.add_parser("stats", help="queues, workers, rates and ledger totals")
+    p = sub.add_parser(
+        "stats", help="queues, workers, rates, ledger totals, waiting events by reason and age"
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser(
@@ -183,6 +185,8 @@ def _dlq_act(dead: DeadLetters, args: argparse.Namespace) -> int:
 
 def _stats(settings: Settings, as_json: bool) -> int:
     from .stats import StatsReader, overview
+    from .waiting import text_lines as waiting_lines
+    from .waiting import waiting_view
 
     view = overview(
         StatsReader(
@@ -191,6 +195,7 @@ def _stats(settings: Settings, as_json: bool) -> int:
             heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
         )
     )
+    view["waiting"] = asyncio.run(waiting_view(settings))  # PostgreSQL: by reason and age
     if as_json:
         print(json.dumps(view))
         return EXIT_OK
@@ -221,6 +226,7 @@ def _stats(settings: Settings, as_json: bool) -> int:
     )
     _print_reasons("rejected", ledger["rejected_by_reason"])
     _print_reasons("dead-lettered", ledger["dead_lettered_by_reason"])
+    print("\n".join(waiting_lines(view["waiting"])))
     rec = ledger["reconcile"]
     print(
         f"reconcile: {rec['drift']} drift of {rec['checked']} balances ({rec['source']})"

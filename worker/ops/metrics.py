@@ -9,13 +9,15 @@ whole cluster. Its families keep dramatiq's names and labels (`dramatiq_messages
 `dramatiq_message_errors_total`, `dramatiq_message_retries_total`,
 `dramatiq_message_rejects_total`, `dramatiq_message_duration_milliseconds`,
 `dramatiq_messages_inprogress`), so dashboards written for that middleware keep working; the
-ledger's own families are `pedro_*`.
+ledger's own families are `pedro_*`. Waiting events (`pedro_waiting_*`) live in PostgreSQL:
+the web process reads them at scrape time too (`WaitingCollector`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -138,7 +140,7 @@ class RedisStatsCollector(Collector):
 
         events = CounterMetricFamily(
             "pedro_events",
-            "Ledger outcomes per event: applied, duplicate, rejected (by reason), retry.",
+            "Ledger outcomes per event: applied, duplicate, rejected, retry, waiting (by reason).",
             labels=["queue", "outcome", "reason"],
         )
         for labels, n in sorted(totals.get("events", {}).items()):
@@ -199,7 +201,43 @@ class RedisStatsCollector(Collector):
                 yield gauge
 
 
-def render_metrics(reader: StatsReader) -> bytes:
+class WaitingCollector(Collector):
+    """Durable waiting, read from PostgreSQL at scrape time (worker/ops/waiting.py): one cheap
+    query over the partial index of open waiting rows."""
+
+    def __init__(self, view: dict[str, Any]) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "pedro_postgres_up", "1 if PostgreSQL answered this scrape's waiting read."
+        )
+        up.add_metric([], 0 if "error" in self.view else 1)
+        yield up
+        if "error" in self.view:
+            return
+        events = GaugeMetricFamily(
+            "pedro_waiting_events",
+            "Events waiting in PostgreSQL (waiting or released, not yet applied), per queue and "
+            "reason.",
+            labels=["queue", "reason"],
+        )
+        for row in self.view["by_queue_reason"]:
+            events.add_metric([row["queue"], row["reason"]], row["events"])
+        oldest = GaugeMetricFamily(
+            "pedro_waiting_oldest_seconds",
+            "How long the oldest event still waiting for this reason has waited.",
+            labels=["reason"],
+        )
+        for row in self.view["by_reason"]:
+            oldest.add_metric([row["reason"]], row["oldest_s"])
+        yield from (events, oldest)
+
+
+def render_metrics(reader: StatsReader, waiting: dict[str, Any] | None = None) -> bytes:
+    """`waiting`: `ops.waiting.waiting_view` (None without a DATABASE_URL: no waiting families)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisStatsCollector(reader))
+    if waiting is not None:
+        registry.register(WaitingCollector(waiting))
     return generate_latest(registry)

@@ -49,6 +49,13 @@ DASHBOARD = Template(
     <div class="card grow"><h2>Worker processes <span class="muted">from broker heartbeats</span></h2>
       <table class="grid" id="workers"></table></div>
   </section>
+  <section class="card" id="waiting-panel">
+    <h2>Waiting <span class="muted">in PostgreSQL, until what they wait for happens</span>
+      <span class="muted" id="waiting-count"></span></h2>
+    <table class="grid" id="waiting-reasons"></table>
+    <h3 class="sub">Oldest</h3>
+    <table class="grid waiting" id="waiting-events"></table>
+  </section>
   <section class="card">
     <h2>Dead letters <span class="muted" id="dlq-count"></span></h2>
     <div class="toolbar">

@@ -143,7 +143,7 @@ class OpsStats(Middleware):
     def observe_batch(self, queue: str, outcomes: Iterable[_Outcome], published_at_ms: Any) -> None:
         """Ledger outcomes of one message's events, once its transaction committed."""
         kinds = Counter(
-            (o.status, (o.reason or "") if o.status in ("rejected", "retry") else "") for o in outcomes
+            (o.status, (o.reason or "") if o.status in ("rejected", "retry", "waiting") else "") for o in outcomes
         )
         totals = [(field("events", queue, status, reason), n) for (status, reason), n in kinds.items()]
         rates = [(status, n) for (status, _), n in kinds.items() if status != "retry"]

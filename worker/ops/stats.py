@@ -195,13 +195,16 @@ def overview(reader: StatsReader, *, now_s: float | None = None) -> dict[str, An
     events = totals.get("events", {})
     by_outcome: dict[str, int] = defaultdict(int)
     rejected: dict[str, int] = defaultdict(int)
-    waiting: dict[str, int] = defaultdict(int)
+    retried: dict[str, int] = defaultdict(int)
+    waited: dict[str, int] = defaultdict(int)
     for (_queue, outcome, reason), n in events.items():
         by_outcome[outcome] += n
         if outcome == "rejected":
             rejected[reason] += n
         elif outcome == "retry":
-            waiting[reason] += n
+            retried[reason] += n
+        elif outcome == "waiting":
+            waited[reason] += n
     dead_by_reason: dict[str, int] = defaultdict(int)
     for (_queue, _actor, reason), n in totals.get("dead", {}).items():
         dead_by_reason[reason] += n
@@ -218,7 +221,10 @@ def overview(reader: StatsReader, *, now_s: float | None = None) -> dict[str, An
         "duplicate": by_outcome["duplicate"],
         "rejected": sum(rejected.values()),
         "rejected_by_reason": dict(sorted(rejected.items(), key=lambda kv: -kv[1])),
-        "retried_by_reason": dict(sorted(waiting.items(), key=lambda kv: -kv[1])),
+        "retried_by_reason": dict(sorted(retried.items(), key=lambda kv: -kv[1])),
+        # times events were found waiting (stored in worker.waiting), since counters began; what
+        # waits now is the view's "waiting" (PostgreSQL, worker/ops/waiting.py)
+        "waited_by_reason": dict(sorted(waited.items(), key=lambda kv: -kv[1])),
         "dead_lettered_by_reason": dict(sorted(dead_by_reason.items(), key=lambda kv: -kv[1])),
         "dead_lettered_now": sum(q.dead for q in queues.values()),
         "rates": {name: _per_second(buckets, name, now_s) for name in LEDGER_RATE_FIELDS},

@@ -1,9 +1,10 @@
 """The ops dashboard and `/metrics` as Starlette routes.
 
-`ops_routes(settings)` gives `Mount("/ops", …)` (page, login, JSON API, dead-letter actions,
-static files) and `Route("/metrics", …)`; the ingress adds them to its app, and `create_app`
-serves them alone. Redis calls are blocking (the same code serves the CLI), so they run in
-Starlette's thread pool.
+`ops_routes(settings)` gives `Mount("/ops", …)` (page, login, JSON API, dead-letter and waiting
+actions, static files) and `Route("/metrics", …)`; the ingress adds them to its app, and
+`create_app` serves them alone. Redis calls are blocking (the same code serves the CLI), so they
+run in Starlette's thread pool; the waiting events are read from PostgreSQL on a short
+connection of their own (worker/ops/waiting.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import asyncpg
+import dramatiq
 import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .. import db
 from ..broker import QUEUES
 from ..logs import get_logger
 from ..settings import Settings
@@ -30,6 +34,9 @@ from .dlq import DeadLetter, DeadLetters
 from .metrics import CONTENT_TYPE_LATEST, render_metrics
 from .reconcile import BackgroundReconcile
 from .stats import StatsReader, overview
+from .waiting import OLDEST_SHOWN, NotWaiting, waiting_view
+from .waiting import drop as drop_waiting
+from .waiting import release as release_waiting
 
 log = get_logger("pedro.ops.web")
 
@@ -37,6 +44,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 BASE = "/ops"
 DLQ_PAGE = 50  # dead letters listed on the page (the CLI lists them all)
 MAX_BODY = 256 * 1024
+MAX_WAITING_IDS = 500  # events per waiting action
 
 _SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
@@ -57,7 +65,7 @@ def _json(body: dict[str, Any], status: int = 200, **kwargs: Any) -> Response:
     return _secure(JSONResponse(body, status_code=status, **kwargs))
 
 
-def _redis_down(exc: redis.RedisError) -> Response:
+def _redis_down(exc: Exception) -> Response:
     log.warning("ops_redis_unavailable", error=type(exc).__name__)
     return _json({"error": f"Redis unreachable ({type(exc).__name__})"}, 503)
 
@@ -69,6 +77,7 @@ class OpsApp:
         self.queues = queues
         self.reconciler = BackgroundReconcile(settings)
         self._client: redis.Redis | None = None
+        self._broker: Any = None  # built on the first waiting release
 
     @property
     def client(self) -> redis.Redis:
@@ -100,6 +109,7 @@ class OpsApp:
                     Route("/logout", self.logout, methods=["POST"]),
                     Route("/api/overview", self.api_overview),
                     Route("/api/dlq/{action:str}", self.api_dlq, methods=["POST"]),
+                    Route("/api/waiting/{action:str}", self.api_waiting, methods=["POST"]),
                     Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="ops-static"),
                 ],
             ),
@@ -182,6 +192,7 @@ class OpsApp:
         except redis.RedisError as exc:
             return _redis_down(exc)
         self.reconciler.maybe_start(self.client, view["ledger"]["reconcile"])
+        view["waiting"] = await waiting_view(self.settings, oldest=OLDEST_SHOWN)
         return _json(view)
 
     def _overview(self, queue: str | None, reason: str | None) -> dict[str, Any]:
@@ -252,11 +263,77 @@ class OpsApp:
         )
         return done, len(letters) - done
 
+    async def api_waiting(self, request: Request) -> Response:
+        """POST release {"event_ids": […]}: back to their queues now; POST drop {"event_ids":
+        […], "reason": "why"}: recorded as a rejection `dropped` by the dashboard's user."""
+        principal = self.auth.authenticate(request)
+        if principal is None:
+            return self._challenge(request, page=False)
+        if not self.auth.check_csrf(request, principal):
+            log.warning("ops_csrf_refused", path=request.url.path)
+            return _json({"error": "missing or wrong CSRF token"}, 403)
+        action = request.path_params["action"]
+        if action not in ("release", "drop"):
+            return _json({"error": "unknown action"}, 404)
+        try:
+            body = json.loads(await _body(request) or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            return _json({"error": "body must be a JSON object"}, 400)
+        ids, why = body.get("event_ids"), str(body.get("reason") or "").strip()
+        if not isinstance(ids, list) or not 0 < len(ids) <= MAX_WAITING_IDS or not all(
+            isinstance(i, str) and i for i in ids
+        ):
+            return _json({"error": f'give "event_ids": [1 to {MAX_WAITING_IDS} event ids]'}, 400)
+        if action == "drop" and not why:
+            return _json({"error": 'a drop needs a "reason": why it is dropped'}, 400)
+        if self.settings.database_url is None:
+            return _json({"error": "DATABASE_URL not set"}, 503)
+        try:
+            if action == "release":
+                result = await self._release_waiting(ids)
+            else:
+                by = f"dashboard ({principal.kind})"
+                result = await self._drop_waiting(ids, by, why)
+        except NotWaiting as exc:
+            return _json({"error": f"not waiting: {exc}", "not_waiting": exc.states}, 409)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("ops_waiting_action_failed", action=action, error=type(exc).__name__)
+            return _json({"error": f"PostgreSQL unreachable ({type(exc).__name__})"}, 503)
+        except (redis.RedisError, dramatiq.errors.BrokerError) as exc:
+            return _redis_down(exc)
+        log.info("ops_waiting_action", action=action, by=principal.kind, **result)
+        return _json({"action": action, **result})
+
+    async def _release_waiting(self, ids: list[str]) -> dict[str, int]:
+        from ..broker import build_broker
+
+        if self._broker is None:
+            self._broker = build_broker(self.settings, worker=False)
+        small = self.settings.model_copy(update={"pool_min_size": 1, "pool_max_size": 1})
+        pool = await db.create_pool(small)
+        try:
+            report = await release_waiting(pool, self._broker, self.settings, ids)
+        finally:
+            await pool.close()
+        return {"done": report.sent, "in_flight": report.in_flight,
+                "missing": len(report.not_waiting)}  # fmt: skip
+
+    async def _drop_waiting(self, ids: list[str], by: str, why: str) -> dict[str, int]:
+        conn = await db.connect(self.settings.require_database_url())
+        try:
+            dropped = await drop_waiting(conn, ids, by=by, why=why)
+        finally:
+            await conn.close()
+        return {"done": len(dropped), "missing": 0}
+
     async def metrics(self, request: Request) -> Response:
         if not self.settings.ops_metrics_public and self.auth.authenticate(request) is None:
             return self._challenge(request, page=False)
         reader = self.reader()
-        text = await run_in_threadpool(render_metrics, reader)
+        waiting = await waiting_view(self.settings)
+        text = await run_in_threadpool(render_metrics, reader, waiting)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 

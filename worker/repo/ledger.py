@@ -92,7 +92,7 @@ async def write_ledger(
     columns = packed.arguments([
         *_columns(sorted(decided, key=lambda d: d[0]), 5),
         *usage[:6],
-        *_columns(plan.journal_rows, 5),
+        *_columns(plan.journal_rows, 7),
         *_columns(sorted(plan.openings.items()), 2),
         *_columns(sorted(plan.balance_deltas.items()), 2),
     ])  # fmt: skip

@@ -8,7 +8,7 @@ from datetime import datetime
 import asyncpg
 
 from .. import db
-from ..ids import new_id
+from ..ids import new_id, prisma_timestamp
 
 
 async def insert_user_with_balance(
@@ -47,23 +47,46 @@ async def save_user_state(
     await db.execute(conn, "save_user_state", clerk_id, profile_updated_at, deleted_at)
 
 
+@dataclass(frozen=True)
+class Profile:
+    """What one user event writes to "User". A new user gets `email` and `name` (none when
+    inactive); an existing one only those flagged `write_*`."""
+
+    email: str | None
+    name: str | None
+    write_email: bool
+    write_name: bool
+    active: bool
+    created_at: datetime | None = None  # Clerk's created_at; None: the insert time
+
+
 async def upsert_user_profile(
-    conn: asyncpg.Connection, clerk_id: str, *, email: str | None, name: str | None,
-    apply_profile: bool, active: bool, starter_credits: int,
-) -> tuple[str, bool]:  # fmt: skip
-    """Returns (user id, whether its balance was created now). Raises asyncpg's
-    UniqueViolationError when the email belongs to another user."""
+    conn: asyncpg.Connection, clerk_id: str, profile: Profile
+) -> tuple[str, str | None]:
+    """Returns (user id, id of the balance created now or None). The balance opens at 0.
+    Raises asyncpg's UniqueViolationError when another user holds the email."""
     row = await db.fetchrow(
-        conn, "upsert_user_profile", new_id(), clerk_id, email, name, apply_profile, active,
-        new_id(), starter_credits,
+        conn, "upsert_user_profile", new_id(), clerk_id, profile.email, profile.name,
+        profile.write_email, profile.write_name, profile.active,
+        prisma_timestamp(profile.created_at), new_id(),
     )  # fmt: skip
     assert row is not None
-    return row["user_id"], row["balance_created"]
+    return row["user_id"], row["balance_id"]
+
+
+async def grant_starter_credits(
+    conn: asyncpg.Connection, clerk_id: str, user_id: str, balance_id: str, credits: int
+) -> bool:
+    """The starter movement (`starter/<clerk id>`) and its credits; False if that Clerk id
+    already had them."""
+    return await db.fetchval(
+        conn, "grant_starter_credits", clerk_id, user_id, balance_id, credits
+    ) is not None  # fmt: skip
 
 
 async def deactivate_user(conn: asyncpg.Connection, clerk_id: str) -> bool:
-    """True if the user existed and was active."""
-    return await db.fetchval(conn, "deactivate_user", clerk_id) is not None
+    """Deactivate and clear email and name. True if the user existed and was active."""
+    return bool(await db.fetchval(conn, "deactivate_user", clerk_id))
 
 
 async def find_user_id(conn: asyncpg.Connection, clerk_id: str) -> str | None:

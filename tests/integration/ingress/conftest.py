@@ -40,10 +40,12 @@ def ingress(ingress_settings: Settings) -> Iterator[httpx.Client]:
 
 
 class BlobServer:
-    """A local stand-in for blob storage: HEAD answers Content-Length (or fails on purpose)."""
+    """A local stand-in for blob storage: HEAD answers Content-Length, and the `headers` set
+    for the path (ETag, Last-Modified), or fails on purpose."""
 
     def __init__(self) -> None:
         self.sizes: dict[str, int] = {}
+        self.headers: dict[str, dict[str, str]] = {}
         self.failures_left = 0
         self.heads: list[str] = []
         server = self
@@ -58,6 +60,8 @@ class BlobServer:
                     return
                 self.send_response(200)
                 self.send_header("Content-Length", str(server.sizes[self.path]))
+                for name, value in server.headers.get(self.path, {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:

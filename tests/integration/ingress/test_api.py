@@ -36,7 +36,7 @@ async def test_batch_with_valid_and_invalid_events_applies_the_valid_ones_and_re
     await make_user(conn, "user_b", credits=100)
     batch = [
         usage("user_b", id="ok-1", credits=10),
-        usage("user_b", id="bad-op", op="AI_TIME_TRAVEL"),
+        usage("user_b", id="bad-op", op="ai time travel"),
         {"type": "no.such.type", "id": "weird"},
         user_created("user_new", t=0, email="new@example.com", id="msg_new"),
         usage("user_b", id="ok-2", credits=5),
@@ -57,6 +57,17 @@ async def test_batch_with_valid_and_invalid_events_applies_the_valid_ones_and_re
     assert "operationType" in body["results"][1]["detail"]
     assert await balance(conn, "user_b") == 85
     assert await balance(conn, "user_new") == 100
+
+
+async def test_a_label_the_database_does_not_have_yet_is_accepted_and_waits_instead_of_a_422(
+    conn, ingress, worker
+):
+    await make_user(conn, "user_v", credits=100)
+    response = ingress.post("/v1/events", json=[usage("user_v", id="vid-1", op="VIDEO_GENERATION")], headers=AUTH)
+    worker.drain()
+    assert response.status_code == 202 and response.json()["accepted"] == 1
+    row = await conn.fetchrow("SELECT reason, waits_for FROM worker.waiting WHERE event_id = 'vid-1'")
+    assert (row["reason"], row["waits_for"]) == ("unknown_operation_type", "operation_type:VIDEO_GENERATION")
 
 
 def test_invalid_single_event_is_422_with_error_and_detail(ingress, settings):

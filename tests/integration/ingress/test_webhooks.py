@@ -5,11 +5,15 @@ from __future__ import annotations
 import copy
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
+
+import redis
 
 from tests.integration.family_helpers import journal, plan, queued_messages, user_row
-from tests.integration.helpers import balance, count, make_user
+from tests.integration.helpers import balance, count, make_user, settle, waiting_rows
 from tests.integration.ingress.providers import ASAAS_TOKEN, as_body, clerk_headers, vercel_headers
+from worker import clock
+from worker.publisher import Publisher
 
 # --- Asaas -------------------------------------------------------------------------------------
 
@@ -173,6 +177,8 @@ async def test_clerk_user_created_with_a_valid_signature_creates_the_user_once(
         "credits": 100,
     }  # fmt: skip
     assert await count(conn, '"User"') == 1
+    created_at = await conn.fetchval('SELECT "createdAt" FROM "User" WHERE "clerkId" = $1', "user_clerk1")
+    assert created_at == datetime(2023, 11, 14, 22, 13, 20)  # Clerk's data.created_at, in UTC
 
 
 async def test_clerk_bad_or_stale_signatures_are_401_and_nothing_is_enqueued(ingress, settings):
@@ -218,7 +224,7 @@ async def test_clerk_events_in_any_order_end_in_the_same_state(conn, ingress, wo
         worker.drain()
 
     row = await user_row(conn, "user_clerk4")
-    assert (row["email"], row["isActive"], row["credits"]) == ("new@example.com", False, 100)
+    assert (row["email"], row["name"], row["isActive"], row["credits"]) == (None, None, False, 100)
 
 
 async def test_clerk_event_types_we_do_not_handle_are_acknowledged(ingress, settings):
@@ -249,10 +255,19 @@ def post_blob(ingress, payload, **kw):
     return ingress.post("/webhooks/vercel-blob", content=body, headers=vercel_headers(body, **kw))
 
 
-async def test_blob_upload_with_size_in_token_payload_is_stored_once(conn, ingress, worker):
+def queued_events(settings):
+    """The event lists of the messages waiting in the test's storage queue (nothing consumes them)."""
+    client = redis.Redis.from_url(settings.require_redis_url())
+    raw = client.hvals(f"{settings.redis_namespace}:storage.msgs")
+    return [json.loads(m)["args"][0] for m in raw]
+
+
+async def test_blob_upload_with_size_only_in_token_payload_is_stored_once(
+    conn, ingress, worker, blob_server
+):
     await make_user(conn, "user_blob")
-    payload = blob_callback(
-        "https://store.example/u/cat.png", "u/cat.png", {"clerkUserId": "user_blob", "size": 1234}
+    payload = blob_callback(  # the blob server answers 404: the app's declared size is the fallback
+        blob_server.url("/u/cat.png"), "u/cat.png", {"clerkUserId": "user_blob", "size": 1234}
     )
     first, second = post_blob(ingress, payload), post_blob(ingress, payload)
     worker.drain()
@@ -285,13 +300,113 @@ async def test_blob_size_missing_is_read_with_head_retrying_a_failure(
     assert await conn.fetchval('SELECT size FROM "StorageObject"') == 98765
 
 
-async def test_blob_size_unavailable_is_503_and_nothing_is_enqueued(ingress, settings, blob_server):
+async def test_blob_size_from_head_wins_over_the_token_payloads(conn, ingress, worker, blob_server):
+    await make_user(conn, "user_blob")
+    blob_server.sizes["/u/big.png"] = 5_000_000
+    payload = blob_callback(
+        blob_server.url("/u/big.png"), "u/big.png", {"clerkUserId": "user_blob", "size": 10}
+    )
+    assert post_blob(ingress, payload).status_code == 200
+    worker.drain()
+    assert await conn.fetchval('SELECT size FROM "StorageObject"') == 5_000_000
+
+
+async def live_blobs(conn, pathname):
+    rows = await conn.fetch('SELECT id, size, "createdAt" FROM "StorageObject" WHERE pathname = $1 '
+                            'AND "deletedAt" IS NULL', pathname)  # fmt: skip
+    return [(r["id"], r["size"]) for r in rows]
+
+
+async def test_blob_overwrite_of_a_pathname_leaves_one_live_row_with_the_new_size(
+    conn, ingress, worker, blob_server
+):
+    """`allowOverwrite`: the same url and pathname, other bytes. Each upload is its own event
+    (the HEAD's ETag and Last-Modified, the size, tell them apart); a redelivery is not."""
+    await make_user(conn, "user_blob")
+    path = "/users/user_blob/avatar.png"
+    payload = blob_callback(blob_server.url(path), path[1:], {"clerkUserId": "user_blob"})
+    blob_server.sizes[path] = 100
+    blob_server.headers[path] = {"ETag": '"v1"', "Last-Modified": "Sun, 01 Nov 2026 12:00:00 GMT"}
+    first = post_blob(ingress, payload).json()["id"]
+    worker.drain()
+    blob_server.sizes[path] = 200
+    blob_server.headers[path] = {"ETag": '"v2"', "Last-Modified": "Sun, 01 Nov 2026 12:05:00 GMT"}
+    second = post_blob(ingress, payload).json()["id"]
+    again = post_blob(ingress, payload).json()["id"]  # Vercel retries the callback
+    worker.drain()
+
+    assert first != second == again
+    assert await live_blobs(conn, path[1:]) == [(second, 200)]
+    assert await count(conn, '"StorageObject"') == 2
+    replaced_at = await conn.fetchval('SELECT "deletedAt" FROM "StorageObject" WHERE id = $1', first)
+    assert replaced_at == datetime(2026, 11, 1, 12, 5)  # the new upload's time
+
+    # Without ETag or Last-Modified (another store, a proxy), the size alone tells them apart.
+    blob_server.headers[path] = {}
+    blob_server.sizes[path] = 300
+    assert post_blob(ingress, payload).status_code == 200
+    worker.drain()
+    assert [size for _, size in await live_blobs(conn, path[1:])] == [300]
+
+
+async def test_blob_upload_delete_and_upload_again_leaves_one_live_row(
+    conn, broker, ingress, worker, blob_server
+):
+    await make_user(conn, "user_blob")
+    path = "/users/user_blob/avatar.png"
+    payload = blob_callback(blob_server.url(path), path[1:], {"clerkUserId": "user_blob"})
+    blob_server.sizes[path] = 100
+    blob_server.headers[path] = {"Last-Modified": "Sun, 01 Nov 2026 12:00:00 GMT"}
+    first = post_blob(ingress, payload).json()["id"]
+    worker.drain()
+    Publisher(broker).publish({"type": "storage.object_deleted", "id": first, "clerkUserId": "user_blob",
+                               "deletedAt": "2026-11-01T12:01:00Z"})  # fmt: skip
+    worker.drain()
+    assert await live_blobs(conn, path[1:]) == []
+
+    # the same bytes again (same size, same ETag): a new upload all the same
+    blob_server.headers[path] = {"Last-Modified": "Sun, 01 Nov 2026 12:02:00 GMT"}
+    second = post_blob(ingress, payload).json()["id"]
+    worker.drain()
+    assert await live_blobs(conn, path[1:]) == [(second, 100)]
+    assert second != first
+
+
+async def test_blob_with_no_size_and_no_head_is_accepted_not_503(ingress, settings, blob_server):
     payload = blob_callback(
         blob_server.url("/missing.png"), "missing.png", {"clerkUserId": "user_blob"}
     )
     response = post_blob(ingress, payload)
-    assert (response.status_code, response.json()["error"]) == (503, "blob_size_unavailable")
-    assert queued_messages(settings) == 0
+    assert (response.status_code, response.json()["status"]) == (200, "accepted")
+    [event] = [e for m in queued_events(settings) for e in m]
+    assert event["id"] == response.json()["id"] and "size" not in event
+
+
+async def test_blob_with_no_size_and_no_head_waits_then_applies_once_the_blob_answers(
+    conn, ingress, worker, settings, blob_server
+):
+    await make_user(conn, "user_blob")
+    payload = blob_callback(blob_server.url("/late.png"), "late.png", {"clerkUserId": "user_blob"})
+    object_id = post_blob(ingress, payload).json()["id"]
+    await settle(worker, conn)
+
+    [row] = await waiting_rows(conn)
+    assert (row["event_id"], row["queue"], row["state"], row["reason"], row["waits_for"]) == (
+        object_id, "storage", "waiting", "no_size", f"blob:{object_id}",
+    )  # fmt: skip
+    assert "HTTP 404" in row["detail"]
+    assert await count(conn, '"StorageObject"') == 0
+
+    blob_server.sizes["/late.png"] = 4321
+    try:
+        clock.advance(timedelta(milliseconds=settings.waiting_retry_ms + 1_000))
+        await settle(worker, conn)
+    finally:
+        clock.reset()
+    assert await waiting_rows(conn) == []
+    assert await conn.fetchval('SELECT size FROM "StorageObject" WHERE id = $1', object_id) == 4321
+    [row] = await waiting_rows(conn, None)
+    assert row["state"] == "applied"
 
 
 async def test_blob_bad_signature_or_missing_user_is_refused(ingress, settings):

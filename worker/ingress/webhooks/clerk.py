@@ -2,8 +2,9 @@
 
 The Svix signature is checked over the raw body first (auth.py). `svix-id` is the event id, so
 a redelivery is a duplicate the worker recognises. The profile's version is Clerk's
-`data.updated_at` (ms); a deletion's time is the envelope's `timestamp` (ms). Other Clerk event
-types (sessions, organisations…) are acknowledged and ignored.
+`data.updated_at` (ms), the user's creation time `data.created_at` (ms, "User".createdAt); a
+deletion's time is the envelope's `timestamp` (ms). Other Clerk event types (sessions,
+organisations…) are acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def to_user_event(svix_id: str, payload: Any) -> dict[str, Any] | None:
         name = full_name(data)
         event["email"] = primary_email(data)
         event["name"] = name[:500] if name else None
+        created_at = _from_millis(data.get("created_at"))
+        if created_at is not None:  # absent: the worker's insert time, as before
+            event["createdAt"] = created_at
     return checked(event)
 
 

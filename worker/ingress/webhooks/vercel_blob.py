@@ -1,46 +1,64 @@
 """POST /webhooks/vercel-blob: Vercel Blob's upload-completed callback -> `storage.object_created`.
 
 The callback is signed (`x-vercel-signature`, auth.py) and carries `payload.blob` (url,
-downloadUrl, pathname, contentType, contentDisposition, sometimes etag) and
+downloadUrl, pathname, contentType, contentDisposition, and with recent SDKs etag) and
 `payload.tokenPayload`, the JSON string the app set when it issued the upload token: it names
-the Clerk user (`clerkUserId`) and may give the `size`. The callback has no event id: the object
-id is derived from the pathname (+ etag when present), so a repeated callback is the same event.
-When the size is missing it is read with HTTP HEAD on the blob URL (timeout, retries); if that
-fails we answer 503 so that the callback is retried, rather than store a wrong size.
+the Clerk user (`clerkUserId`) and may give a `size`.
+
+- Size: the callback's own `blob.size` if it has one, else HTTP HEAD on the blob URL (timeout,
+  retries), else `tokenPayload.size` (what the app declared before the upload: a fallback),
+  else none: the event is enqueued without a size and the worker reads it itself, the event
+  waiting (`no_size`) until it can. The callback is never answered 503 for a missing size.
+- Id: the callback has no event id. The object id is a digest of what tells one upload from
+  another over the same pathname: the etag (the callback's, else the HEAD's), the upload time
+  (`blob.uploadedAt`, else the HEAD's Last-Modified; also the event's `createdAt`), the size,
+  content type, url, name and tokenPayload. A repeated callback is the same event (a duplicate);
+  an upload over the same pathname (`allowOverwrite`) is another one, and the worker keeps one
+  live row per user and pathname (docs/ingress.md, "Storage").
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ...events import INT32_MAX
+from ...blob_head import BlobHead, BlobHeadFailed, head_blob, valid_size
 from ..auth import require_vercel_signature
 from ..context import ingress
-from ..http import HttpError, log, parse_json, read_body
+from ..http import HttpError, parse_json, read_body
 from .common import accept, checked, ignore
 
 UPLOAD_COMPLETED = "blob.upload-completed"
 _FILENAME = re.compile(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', re.IGNORECASE)
 
 
-def object_id(pathname: str, etag: str | None) -> str:
-    """Stable "StorageObject" id for a blob: the same upload always gets the same id."""
-    digest = hashlib.sha256(f"{pathname}\n{etag or ''}".encode()).hexdigest()
-    return f"blob_{digest[:32]}"
+def object_id(pathname: str, etag: str | None, *facts: Any) -> str:
+    """Stable "StorageObject" id of one upload: the pathname, the etag and the other `facts` that
+    tell this upload from another one over the same pathname (upload time, size, content type,
+    url, name, tokenPayload). The same callback always gets the same id."""
+    version = f"{pathname}\n{etag or ''}" + "".join(
+        "\n" + json.dumps(fact, sort_keys=True, separators=(",", ":"), default=str)
+        for fact in facts
+    )
+    return f"blob_{hashlib.sha256(version.encode()).hexdigest()[:32]}"
 
 
-def _valid_size(value: Any) -> int | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT32_MAX
-    return value if ok else None
+def _uploaded_at(value: Any) -> datetime | None:
+    """The callback's `uploadedAt` (ISO-8601 with a zone), if it has a usable one."""
+    try:
+        if not isinstance(value, str):
+            return None
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else None
 
 
 def _token_payload(raw: Any) -> dict[str, Any]:
@@ -68,42 +86,24 @@ def parse_upload(payload: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
     return blob, _token_payload(inner.get("tokenPayload"))
 
 
-def to_storage_event(blob: dict[str, Any], token: dict[str, Any], size: int) -> dict[str, Any]:
+def to_storage_event(
+    blob: dict[str, Any], token: dict[str, Any], size: int | None, head: BlobHead | None = None
+) -> dict[str, Any]:
+    """The `storage.object_created` of a callback (`head`: what a HEAD of the blob said)."""
     pathname = blob["pathname"]
     match = _FILENAME.search(blob.get("contentDisposition") or "")
+    name = (match[1] if match else PurePosixPath(pathname).name or pathname)[:512]
+    etag = blob.get("etag") if isinstance(blob.get("etag"), str) else (head.etag if head else None)
+    uploaded_at = _uploaded_at(blob.get("uploadedAt")) or (head.last_modified if head else None)
+    created_at = uploaded_at.isoformat() if uploaded_at else None
+    facts = (created_at, size, blob.get("contentType"), blob["url"], name, token)
     event = {
-        "type": "storage.object_created", "id": object_id(pathname, blob.get("etag")),
+        "type": "storage.object_created", "id": object_id(pathname, etag, *facts),
         "clerkUserId": token["clerkUserId"], "provider": "vercel_blob", "url": blob["url"],
-        "pathname": pathname, "name": (match[1] if match else PurePosixPath(pathname).name or pathname)[:512],
-        "contentType": blob.get("contentType"), "size": size,
+        "pathname": pathname, "name": name, "contentType": blob.get("contentType"),
+        "size": size, "createdAt": created_at,
     }  # fmt: skip
-    return checked(event)
-
-
-async def head_size(client: httpx.AsyncClient, url: str, *, timeout_s: float, retries: int) -> int:
-    """Content-Length of a blob, by HTTP HEAD with retries; 503 when it cannot be had."""
-    problem = "not tried"
-    for attempt in range(retries + 1):
-        if attempt:
-            await asyncio.sleep(0.2 * 2 ** (attempt - 1))
-        try:
-            response = await client.head(url, timeout=timeout_s, follow_redirects=True)
-        except httpx.HTTPError as exc:
-            problem = type(exc).__name__
-            continue
-        length = response.headers.get("content-length", "")
-        size = _valid_size(int(length)) if length.isdigit() else None
-        if response.status_code == 200 and size is not None:
-            return size
-        problem = (
-            f"HTTP {response.status_code}"
-            if response.status_code != 200
-            else "no valid Content-Length"
-        )
-    log.warning("blob_head_failed", problem=problem, attempts=retries + 1)
-    raise HttpError(
-        503, "blob_size_unavailable", f"could not read the blob's size ({problem}); retry later"
-    )
+    return checked({k: v for k, v in event.items() if v is not None or k == "contentType"})
 
 
 async def vercel_blob_webhook(request: Request) -> JSONResponse:
@@ -118,11 +118,15 @@ async def vercel_blob_webhook(request: Request) -> JSONResponse:
             request, "vercel_blob", payload.get("type") if isinstance(payload, dict) else None
         )
     blob, token = parsed
-    size = _valid_size(token.get("size"))
+    size, head = valid_size(blob.get("size")), None
     if size is None:
         if not blob["url"].startswith(("https://", "http://")):
             raise HttpError(400, "invalid_payload", "blob url must be http(s)")
         assert state.http is not None
-        size = await head_size(state.http, blob["url"], timeout_s=settings.blob_head_timeout_ms / 1000,
-                               retries=settings.blob_head_retries)  # fmt: skip
-    return await accept(request, "vercel_blob", to_storage_event(blob, token, size))
+        try:
+            head = await head_blob(state.http, blob["url"], timeout_s=settings.blob_head_timeout_ms / 1000,
+                                   retries=settings.blob_head_retries)  # fmt: skip
+            size = head.size
+        except BlobHeadFailed:  # logged by head_blob; the worker asks again (the event waits)
+            size = valid_size(token.get("size"))
+    return await accept(request, "vercel_blob", to_storage_event(blob, token, size, head))

@@ -190,7 +190,8 @@
       stat("reconcile drift", L.reconcile ? fmtInt(L.reconcile.drift) : "not run yet"),
       bars("Rejected by reason", Object.entries(L.rejected_by_reason), "reject"),
       bars("Dead-lettered by reason", Object.entries(L.dead_lettered_by_reason), "dead"),
-      bars("Waiting (retried) by reason", Object.entries(L.retried_by_reason), ""));
+      bars("Found waiting by reason", Object.entries(L.waited_by_reason || {}), ""),
+      bars("Retried by reason (held rows)", Object.entries(L.retried_by_reason), ""));
   }
 
   function renderWorkers(v) {
@@ -241,9 +242,48 @@
     fill($("dead-letters"), h("thead", {}, head), h("tbody", {}, rows));
   }
 
+  function renderWaiting(v) {
+    const w = v.waiting;
+    if (!w || w.error) {
+      $("waiting-count").textContent = w ? w.error : "· DATABASE_URL not set";
+      fill($("waiting-reasons"));
+      fill($("waiting-events"));
+      return;
+    }
+    $("waiting-count").textContent = w.total
+      ? `· ${fmtInt(w.total)} event${w.total === 1 ? "" : "s"} · oldest ${fmtAge(w.oldest_s)}` : "· none";
+    const reasonHead = h("tr", {}, ["reason", "events", "oldest", "queues"]
+      .map((t, i) => h("th", { class: [1, 2].includes(i) ? "num" : "", text: t })));
+    const reasonRows = w.by_reason.map((r) => h("tr", { id: `waiting-reason-${r.reason}`, class: "waiting-reason" },
+      h("td", {}, h("span", { class: "pill", text: r.reason })), h("td", { class: "num", text: fmtInt(r.events) }),
+      h("td", { class: "num", text: fmtAge(r.oldest_s) }),
+      h("td", {}, h("code", { text: Object.entries(r.queues).map(([q, n]) => `${q}: ${n}`).join(" · ") }))));
+    if (!reasonRows.length) reasonRows.push(h("tr", {}, h("td", { class: "empty", colspan: 4, text: "Nothing waits." })));
+    fill($("waiting-reasons"), h("thead", {}, reasonHead), h("tbody", {}, reasonRows));
+
+    const head = h("tr", {}, ["age", "state", "queue", "type", "user", "reason", "waits for", "waited", "event id", ""]
+      .map((t, i) => h("th", { class: [0, 7].includes(i) ? "num" : "", text: t })));
+    const rows = (w.oldest || []).map((e) => h("tr", { class: "waiting-event", "data-id": e.event_id },
+      h("td", { class: "num", text: fmtAge(e.age_s) }), h("td", { text: e.state }), h("td", { class: "name", text: e.queue }),
+      h("td", {}, h("code", { text: e.event_type })), h("td", {}, h("code", { text: e.clerk_user_id ?? "—" })),
+      h("td", { title: e.detail || "" }, h("span", { class: "pill", text: e.reason })),
+      h("td", {}, h("code", { text: e.waits_for })), h("td", { class: "num", text: e.times_waited }),
+      h("td", {}, h("code", { class: "event-id", text: e.event_id })),
+      h("td", { class: "actions" },
+        h("button", { class: "btn small release", type: "button",
+          onclick: () => act("release", { event_ids: [e.event_id] }, "waiting") }, "Release"),
+        h("button", { class: "btn small danger drop", type: "button", onclick: () => {
+          const why = prompt(`Drop ${e.event_id}? It will never apply: a rejection "dropped" records who and why.\nWhy?`);
+          if (why && why.trim()) act("drop", { event_ids: [e.event_id], reason: why.trim() }, "waiting");
+        } }, "Drop"))));
+    if (!rows.length) rows.push(h("tr", {}, h("td", { class: "empty", colspan: 10, text: "No waiting events." })));
+    fill($("waiting-events"), h("thead", {}, head), h("tbody", {}, rows));
+  }
+
   function render(v) {
     state.view = v;
-    renderHeader(v); renderKpis(v); renderCharts(v); renderQueues(v); renderLedger(v); renderWorkers(v); renderDeadLetters(v);
+    renderHeader(v); renderKpis(v); renderCharts(v); renderQueues(v); renderLedger(v); renderWorkers(v);
+    renderWaiting(v); renderDeadLetters(v);
   }
 
   // --- data and actions ------------------------------------------------------------------------
@@ -281,19 +321,25 @@
     }
   }
 
-  async function act(action, body) {
+  const VERBS = { requeue: ["Requeued", "message"], purge: ["Purged", "message"],
+                  release: ["Released", "event"], drop: ["Dropped", "event"] };
+
+  // kind: "dlq" (dead letters) or "waiting"; the POST carries the page's CSRF token.
+  async function act(action, body, kind = "dlq") {
     if (state.busy) return;
     state.busy = true;
     try {
-      const res = await fetch(`${BASE}/api/dlq/${action}`, {
+      const res = await fetch(`${BASE}/api/${kind}/${action}`, {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF, Accept: "application/json" },
         body: JSON.stringify(body),
       });
       const out = await res.json();
       if (!res.ok) throw new Error(out.error || `HTTP ${res.status}`);
-      const verb = action === "requeue" ? "Requeued" : "Purged";
-      toast(`${verb} ${out.done} message${out.done === 1 ? "" : "s"}${out.missing ? ` (${out.missing} already gone)` : ""}`);
+      const [verb, noun] = VERBS[action];
+      const gone = kind === "dlq" ? "already gone" : "not waiting";
+      const inFlight = out.in_flight ? ` (${out.in_flight} already on their way)` : "";
+      toast(`${verb} ${out.done} ${noun}${out.done === 1 ? "" : "s"}${out.missing ? ` (${out.missing} ${gone})` : ""}${inFlight}`);
     } catch (err) {
       toast(`${action} failed: ${err.message}`, true);
     } finally {

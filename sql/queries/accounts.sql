@@ -1,0 +1,31 @@
+-- find_user_account --
+-- One user as ops see it (`pedro-worker user show`): the "User" row and its balance (NULL when
+-- the user has no "CreditBalance"). $1 clerk user id text
+SELECT u.id AS user_id, u."clerkId" AS clerk_user_id, u.email, u."isActive" AS is_active,
+       cb."creditsRemaining" AS balance
+FROM "User" u
+LEFT JOIN "CreditBalance" cb ON cb."userId" = u.id
+WHERE u."clerkId" = $1
+
+-- list_user_movements --
+-- One page of a user's journal movements, newest first: keyset pagination on
+-- (created_at, event_id) through journal_user_created_idx (migration 0006). The page starts
+-- after the cursor, the last row of the previous page (NULLs: the first page).
+-- $1 user id text, $2 cursor created_at timestamptz (or NULL), $3 cursor event id text
+-- (or NULL), $4 rows int
+SELECT event_id, kind, delta, reference, reason, created_at
+FROM worker.journal
+WHERE user_id = $1
+  AND (created_at, event_id) < (COALESCE($2::timestamptz, 'infinity'), COALESCE($3::text, ''))
+ORDER BY created_at DESC, event_id DESC
+LIMIT $4
+
+-- list_user_waiting_events --
+-- A user's events that wait (or were released and are not decided yet), oldest first, with how
+-- many there are in all. $1 clerk user id text, $2 rows int
+SELECT event_id, event_type, queue, reason, waits_for, state, first_waited_at,
+       count(*) OVER () AS total
+FROM worker.waiting
+WHERE clerk_user_id = $1 AND state IN ('waiting', 'released')
+ORDER BY first_waited_at, event_id
+LIMIT $2

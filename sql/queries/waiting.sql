@@ -1,0 +1,62 @@
+-- wait_events --
+-- Store events that cannot apply yet (worker/waiting.py). A row already there (the same event
+-- found waiting again: a redelivery, or a release that came back) is updated in place: new
+-- reason and what it waits for, counted once more. Rows come sorted by event id (one lock order).
+-- $1 event ids text[], $2 queues text[], $3 event types text[], $4 events (JSON text) text[],
+-- $5 clerk user ids text[], $6 reasons text[], $7 waits_for text[], $8 details text[],
+-- $9 occurred_at timestamptz[], $10 now timestamptz
+INSERT INTO worker.waiting AS w
+    (event_id, queue, event_type, event, clerk_user_id, reason, waits_for, detail, occurred_at,
+     first_waited_at, last_waited_at)
+SELECT r.event_id, r.queue, r.event_type, r.event::jsonb, r.clerk_user_id, r.reason, r.waits_for,
+       r.detail, r.occurred_at, $10, $10
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::timestamptz[])
+     AS r(event_id, queue, event_type, event, clerk_user_id, reason, waits_for, detail, occurred_at)
+ON CONFLICT (event_id) DO UPDATE
+SET state = 'waiting', reason = EXCLUDED.reason, waits_for = EXCLUDED.waits_for,
+    detail = EXCLUDED.detail, event = EXCLUDED.event, last_waited_at = EXCLUDED.last_waited_at,
+    times_waited = w.times_waited + 1
+WHERE w.state IN ('waiting', 'released')
+
+-- resolve_decided_waiting --
+-- Open waiting rows whose event has been decided since (applied or rejected through its queue,
+-- after a release or a redelivery) are closed. $1 now timestamptz
+UPDATE worker.waiting w
+SET state = 'applied', resolved_at = $1
+FROM worker.event_log e
+WHERE w.state IN ('waiting', 'released') AND e.event_id = w.event_id
+
+-- open_waiting_keys --
+-- What the open waiting events wait for, with how many, and when they last waited or were
+-- released (the sweep decides which keys are satisfied now). Released rows count only once
+-- their release is older than $1 (sent back, still undecided: re-sent).
+-- $1 resend cutoff timestamptz
+SELECT waits_for, count(*)::int AS events, max(last_waited_at) AS last_waited_at
+FROM worker.waiting
+WHERE state = 'waiting' OR (state = 'released' AND released_at < $1)
+GROUP BY waits_for
+
+-- operation_type_labels --
+-- The labels of the app's "OperationType" enum, in their order. No parameters.
+SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = '"OperationType"'::regtype ORDER BY e.enumsortorder
+
+-- lock_releasable --
+-- The open waiting events for these keys (or these event ids), locked for the release (others
+-- releasing at the same time skip them), in release order: per queue, event time, then arrival.
+-- Released rows come only once their release is older than $3; at most $4 rows.
+-- $1 waits_for keys text[] (or NULL), $2 event ids text[] (or NULL), $3 resend cutoff timestamptz, $4 limit int
+SELECT event_id, queue, event
+FROM worker.waiting
+WHERE ($1::text[] IS NULL OR waits_for = ANY($1::text[]))
+  AND ($2::text[] IS NULL OR event_id = ANY($2::text[]))
+  AND (state = 'waiting' OR (state = 'released' AND released_at < $3))
+ORDER BY queue, occurred_at NULLS LAST, first_waited_at, event_id
+LIMIT $4
+FOR UPDATE SKIP LOCKED
+
+-- mark_released --
+-- These waiting events were sent back to their queues. $1 event ids text[], $2 now timestamptz
+UPDATE worker.waiting
+SET state = 'released', released_at = $2, times_released = times_released + 1
+WHERE event_id = ANY($1::text[])

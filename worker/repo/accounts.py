@@ -1,0 +1,77 @@
+"""One user's account as ops see it (`sql/queries/accounts.sql`): `pedro-worker user show`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from .. import db
+
+
+@dataclass(frozen=True)
+class UserAccount:
+    user_id: str
+    clerk_user_id: str
+    email: str | None
+    is_active: bool
+    balance: int | None  # None: the user has no "CreditBalance"
+
+
+@dataclass(frozen=True)
+class Movement:
+    event_id: str
+    kind: str  # usage, refund, adjustment, grant, grant_reversal, starter
+    delta: int
+    reference: str | None  # what it refers to: the usage refunded, the payment granted, …
+    reason: str | None  # why: the operation, an adjustment's reason, the plan, …
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WaitingEvent:
+    event_id: str
+    event_type: str
+    queue: str
+    reason: str
+    waits_for: str
+    state: str  # waiting | released
+    first_waited_at: datetime
+
+
+async def find_user_account(conn: asyncpg.Connection, clerk_user_id: str) -> UserAccount | None:
+    row = await db.fetchrow(conn, "find_user_account", clerk_user_id)
+    if row is None:
+        return None
+    return UserAccount(
+        row["user_id"], row["clerk_user_id"], row["email"], row["is_active"], row["balance"]
+    )
+
+
+async def list_user_movements(
+    conn: asyncpg.Connection, user_id: str, after: tuple[datetime, str] | None, limit: int
+) -> list[Movement]:
+    """A page of movements, newest first, after `after` = (created_at, event_id) of the last
+    movement of the previous page (None: the first page)."""
+    at, event_id = after if after is not None else (None, None)
+    rows = await db.fetch(conn, "list_user_movements", user_id, at, event_id, limit)
+    return [
+        Movement(r["event_id"], r["kind"], r["delta"], r["reference"], r["reason"], r["created_at"])
+        for r in rows
+    ]
+
+
+async def list_user_waiting_events(
+    conn: asyncpg.Connection, clerk_user_id: str, limit: int
+) -> tuple[list[WaitingEvent], int]:
+    """The user's open waiting events, oldest first (at most `limit`), and how many in all."""
+    rows = await db.fetch(conn, "list_user_waiting_events", clerk_user_id, limit)
+    events = [
+        WaitingEvent(
+            r["event_id"], r["event_type"], r["queue"], r["reason"], r["waits_for"], r["state"],
+            r["first_waited_at"],
+        )  # fmt: skip
+        for r in rows
+    ]
+    return events, (rows[0]["total"] if rows else 0)
