@@ -102,7 +102,7 @@ def traffic(tick: int, rng: random.Random) -> list[dict]:
                 "updatedAt": now,
             }
         )
-    if tick % 45 == 3:  # a user the worker will never see: dead-lettered as unknown_user
+    if tick % 45 == 3:  # a user the worker will never see: waits as unknown_user (Waiting panel)
         events.append(
             {
                 "type": "usage.recorded",
@@ -113,7 +113,7 @@ def traffic(tick: int, rng: random.Random) -> list[dict]:
                 "occurredAt": now,
             }
         )
-    if tick % 70 == 30:  # a refund whose usage never comes: refund_before_usage
+    if tick % 70 == 30:  # a refund whose usage never comes: waits as refund_before_usage
         events.append(
             {
                 "type": "usage.refunded",

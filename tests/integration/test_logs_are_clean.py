@@ -1,18 +1,22 @@
 """Everything the processes log, greped: no secret, token, full DATABASE_URL or email address.
 
 A real worker process and a real ingress (with the dashboard) run with every kind of secret
-configured; events carry email addresses (a user's, one in usage details) and one dies as a
-dead letter (dramatiq logs a failed message with its arguments); operators log in with wrong and
-right credentials and run the ops commands. Then the test greps all of their output.
+configured; events carry email addresses (a user's, some in usage details): one waits in
+PostgreSQL for its user, one dies as a dead letter (its user's balance row held elsewhere:
+dramatiq logs a failed message with its arguments); operators log in with wrong and right
+credentials and run the ops commands, the waiting ones too. Then the test greps all of their
+output.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,7 +24,7 @@ import httpx
 import redis
 
 from tests.integration.family_helpers import user_created
-from tests.integration.helpers import usage
+from tests.integration.helpers import held_balance, usage
 from tests.integration.ops_helpers import dead_letters, wait_until
 from worker.embedded import free_port
 
@@ -66,6 +70,8 @@ async def test_no_log_line_carries_a_secret_or_an_email(conn, settings, tmp_path
         "PEDRO_MAX_RETRIES": "1",
         "PEDRO_MIN_BACKOFF_MS": "50",
         "PEDRO_MAX_BACKOFF_MS": "100",
+        "PEDRO_LOCK_WAIT_MS": "100",
+        "PEDRO_WAITING_SWEEP_MS": "200",
         "PEDRO_OPS_TOKEN": OPS_TOKEN,
         "PEDRO_OPS_BASIC_AUTH": OPS_BASIC,
         "PEDRO_API_TOKENS": API_TOKEN,
@@ -120,14 +126,25 @@ async def test_no_log_line_carries_a_secret_or_an_email(conn, settings, tmp_path
                 == 200
             )
 
-            wait_until(
-                lambda: dead_letters(settings).counts()["usage"] == 1,
-                "the orphan to be dead-lettered",
-            )
+            orphan = "SELECT count(*) FROM worker.waiting WHERE event_id = 'mail-orphan'"
+            await _poller(conn)(orphan, 1, "the orphan to wait for its user")
             assert (
                 await conn.fetchval('SELECT email FROM "User" WHERE "clerkId" = $1', "user_mail")
                 == EMAILS[0]
             )
+            busy = usage("user_mail", id="mail-busy", details={"cc": EMAILS[1]})
+            async with held_balance(settings.require_database_url(), "user_mail"):
+                assert http.post("/v1/events", json=busy, headers=bearer).status_code in (200, 202)
+                wait_until(
+                    lambda: dead_letters(settings).counts()["usage"] == 1,
+                    "the busy one to be dead-lettered",
+                )
+            assert cli("waiting", "list").returncode == 0
+            assert cli("waiting", "show", "mail-orphan").returncode == 0  # stdout greped too
+            assert cli("waiting", "release", "mail-orphan").returncode == 0
+            dropped = cli("waiting", "drop", "mail-orphan", "--by", f"ops {EMAILS[0]}",
+                          "--reason", f"asked by {EMAILS[1]}")  # fmt: skip
+            assert dropped.returncode == 0, dropped.stderr
             export = tmp_path / "export.jsonl"
             export.write_text(cli("dlq", "list", "--json", data=True).stdout)
             assert cli("dlq", "list").returncode == 0
@@ -151,12 +168,26 @@ async def test_no_log_line_carries_a_secret_or_an_email(conn, settings, tmp_path
         "http_request",
         "ops_auth_required",
         "ops_login_failed",
+        "waiting_dropped",
     ):
         assert expected in text, f"{expected} not logged: the test would prove nothing"
     for secret in (DB_PASSWORD, OPS_TOKEN, OPS_BASIC.split(":")[1], API_TOKEN, database_url):
         assert secret not in text
     found = [m.group(0) for m in EMAIL.finditer(text)]
     assert found == [], found
+
+
+def _poller(conn):
+    """wait_until for a query's value, without blocking the test's event loop."""
+
+    async def wait(query: str, expected: object, what: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while await conn.fetchval(query) != expected:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still waiting for {what}")
+            await asyncio.sleep(0.05)
+
+    return wait
 
 
 def _answers(http: httpx.Client) -> bool:
