@@ -309,6 +309,13 @@ QUEUE_OF_TYPE: dict[str, str] = {
     "storage.object_deleted": "storage",
 }
 
+# Not an event of the contract: what the ingress enqueues, straight onto a family's queue, for
+# a provider payload it answered 200 but could not read (an Asaas webhook must never fail):
+# {type, id (a stable key), eventType, reason, detail, payload}. The family's actor stores it
+# as a `worker.rejection` row, once per (id, reason) (worker/domain/each.py). Not in
+# QUEUE_OF_TYPE: `publish` and POST /v1/events refuse it.
+INGRESS_REJECTION = "ingress.rejection"
+
 
 def describe_validation_error(exc: ValidationError) -> str:
     """`occurredAt: Input should have timezone info; credits: ...` — never the input values."""

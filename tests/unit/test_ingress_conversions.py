@@ -8,8 +8,13 @@ import pytest
 
 from worker.ingress.http import HttpError
 from worker.ingress.webhooks.asaas import (
+    INVALID,
+    UNREADABLE,
+    Refused,
     parse_asaas_datetime,
     parse_external_reference,
+    read_payload,
+    refusal,
     to_billing_event,
 )
 from worker.ingress.webhooks.clerk import full_name, primary_email, to_user_event
@@ -67,9 +72,57 @@ def test_asaas_event_time_falls_back_to_the_payment_dates_and_a_missing_time_is_
         "payment": {"id": "p", "paymentDate": "05/03/2024"},
     }
     assert to_billing_event(payload)["occurredAt"] == "2024-03-05T03:00:00+00:00"
-    with pytest.raises(HttpError) as refused:
+    with pytest.raises(Refused) as refused:
         to_billing_event({"id": "evt_3&1", "event": "PAYMENT_RECEIVED", "payment": {"id": "p"}})
-    assert refused.value.status == 400
+    assert (refused.value.reason, refused.value.detail) == (
+        INVALID, "dateCreated: missing, and no date in the event's object")
+
+
+@pytest.mark.parametrize(("body", "reason", "named"), [
+    (b"not json {", UNREADABLE, "not valid JSON"),
+    (b"\xff\xfe\x00{", UNREADABLE, "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, UNREADABLE, "not valid JSON"),
+    (b'[{"id": "evt_1&1", "event": "PAYMENT_RECEIVED"}]', UNREADABLE, "not a JSON object"),
+    (b'{"id": "evt_1&1"}', UNREADABLE, "event:"),
+    (b'{"id": "evt_1&1", "event": 7}', UNREADABLE, "event:"),
+    (b'{"event": "PAYMENT_RECEIVED", "dateCreated": "2024-01-01 10:00:00"}', UNREADABLE, "id:"),
+    (b'{"id": "evt 1 with spaces", "event": "PAYMENT_RECEIVED"}', UNREADABLE, "id:"),
+    (b'{"id": "evt_1&1", "event": "PAYMENT_RECEIVED", "payment": "pay_1"}', INVALID, "payment"),
+    (b'{"id": "evt_1&1", "event": "PAYMENT_RECEIVED", "dateCreated": "tomorrow-ish"}', INVALID,
+     "dateCreated: not an Asaas date"),
+    (b'{"id": "evt_1&1", "event": "PAYMENT_received", "dateCreated": "2024-01-01 10:00:00"}', INVALID,
+     "eventType"),
+    (b'{"id": "evt_1&1", "event": "PAYMENT_RECEIVED", "dateCreated": "2024-01-01 10:00:00",'
+     b' "payment": {"id": "pay with spaces"}}', INVALID, "paymentId"),
+])  # fmt: skip
+def test_unreadable_asaas_payloads_are_refused_with_a_reason_that_names_what_is_wrong(
+    body, reason, named
+):
+    with pytest.raises(Refused) as refused:
+        to_billing_event(read_payload(body))
+    assert refused.value.reason == reason and named in refused.value.detail
+    assert "spaces" not in refused.value.detail and "tomorrow" not in refused.value.detail  # no values
+
+
+def test_a_refused_asaas_payload_is_keyed_by_its_event_id_else_by_a_hash_of_the_body():
+    readable = b'{"id": "evt_9&9", "event": "PAYMENT_RECEIVED", "payment": "x"}'
+    stored = refusal(readable, Refused(INVALID, "payment: Input should be a valid dictionary"))
+    assert stored == {
+        "type": "ingress.rejection", "id": "evt_9&9", "eventType": "billing.event",
+        "reason": INVALID, "detail": "payment: Input should be a valid dictionary",
+        "payload": {"id": "evt_9&9", "event": "PAYMENT_RECEIVED", "payment": "x"},
+    }  # fmt: skip
+    garbage = refusal(b"not json", Refused(UNREADABLE, "the body is not valid JSON"))
+    assert garbage["id"] == refusal(b"not json", Refused(UNREADABLE, "x"))["id"]
+    assert garbage["id"].startswith("asaas_body:") and garbage["payload"] == "not json"
+    assert refusal(b"not json!", Refused(UNREADABLE, "x"))["id"] != garbage["id"]
+    huge = refusal(b'{"id": 1, "blob": "' + b"x" * 200_000 + b'"}', Refused(UNREADABLE, "x"))
+    assert huge["payload"]["truncated"] is True and len(huge["payload"]["preview"]) == 1000
+
+
+def test_asaas_events_we_do_not_record_are_ignored_whatever_else_they_hold():
+    assert to_billing_event({"event": "TRANSFER_CREATED"}) is None
+    assert to_billing_event({"id": "evt_t&1", "event": "INVOICE_CREATED", "invoice": []}) is None
 
 
 def test_clerk_user_payload_gives_primary_email_and_full_name():

@@ -22,7 +22,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .. import waiting
 from ..errors import MustWait, RetryLater
-from ..events import describe_validation_error
+from ..events import INGRESS_REJECTION, describe_validation_error
 from ..ledger.apply import BatchResult, safe_payload
 from ..ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY, WAITING, Outcome
 from ..logs import get_logger
@@ -62,9 +62,21 @@ async def reject(
     return Outcome(event_id, REJECTED, reason)
 
 
+async def _store_ingress_rejection(conn: asyncpg.Connection, index: int, raw: dict) -> Outcome:
+    """A payload the ingress answered but could not read (worker/events.py INGRESS_REJECTION):
+    stored once per (key, reason); a redelivery of the same payload is a duplicate."""
+    key, reason = _raw_field(raw, "id", 191), _raw_field(raw, "reason", 64) or "validation_error"
+    rejection = (key, _raw_field(raw, "eventType", 64), reason, _raw_field(raw, "detail", 1000),
+                 safe_payload(raw.get("payload")))  # fmt: skip
+    stored = await ledger_repo.insert_rejections(conn, [rejection])
+    return Outcome(key or f"#{index}", REJECTED if stored else DUPLICATE, reason)
+
+
 async def _apply_one(
     conn: asyncpg.Connection, index: int, raw: Any, family: Family, settings: Settings
 ) -> Outcome:
+    if isinstance(raw, dict) and raw.get("type") == INGRESS_REJECTION:
+        return await _store_ingress_rejection(conn, index, raw)
     try:
         event = family.adapter.validate_python(raw)
     except ValidationError as exc:

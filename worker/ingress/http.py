@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..logs import get_logger
-from ..publisher import Publisher
+from ..publisher import Publisher, build_message
 
 log = get_logger("pedro.ingress")
 
@@ -141,10 +141,17 @@ def parse_json(body: bytes) -> Any:
         raise HttpError(400, "invalid_json", "the body is not valid JSON") from None
 
 
-async def enqueue(publisher: Publisher, events: Sequence[Mapping[str, Any]]) -> None:
-    """Send the events to Redis and return once it has them; 503 if Redis is unreachable."""
+async def enqueue(
+    publisher: Publisher, events: Sequence[Mapping[str, Any]], *, queue: str | None = None
+) -> None:
+    """Send the events to Redis and return once it has them; 503 if Redis is unreachable.
+    Each goes to its type's queue, or all in one message onto `queue` when it is given."""
     try:
-        await run_in_threadpool(publisher.publish_many, events)
+        if queue is None:
+            await run_in_threadpool(publisher.publish_many, events)
+        else:
+            message = build_message(queue, [dict(event) for event in events])
+            await run_in_threadpool(publisher.enqueue_pipelined, [message])
     except (redis.RedisError, OSError) as exc:
         log.error("enqueue_failed", error=type(exc).__name__, events=len(events))
         raise HttpError(503, "queue_unavailable", "the queue is unreachable; nothing was accepted, retry later",

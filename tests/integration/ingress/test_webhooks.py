@@ -12,7 +12,9 @@ import redis
 from tests.integration.family_helpers import journal, plan, queued_messages, user_row
 from tests.integration.helpers import balance, count, make_user, settle, waiting_rows
 from tests.integration.ingress.providers import ASAAS_TOKEN, as_body, clerk_headers, vercel_headers
+from tests.integration.ops_helpers import flush_stats
 from worker import clock
+from worker.ops.keys import Keys
 from worker.publisher import Publisher
 
 # --- Asaas -------------------------------------------------------------------------------------
@@ -67,6 +69,8 @@ async def test_asaas_with_a_wrong_or_missing_token_is_401_and_nothing_is_enqueue
 ):
     assert post_asaas(ingress, ASAAS_PAYMENT, token="wrong").status_code == 401
     assert ingress.post("/webhooks/asaas", json=ASAAS_PAYMENT).status_code == 401
+    malformed = ingress.post("/webhooks/asaas", content=b"not json", headers={"asaas-access-token": "wrong"})
+    assert (malformed.status_code, malformed.json()["error"]) == (401, "unauthorized")
     assert queued_messages(settings) == 0
 
 
@@ -133,9 +137,60 @@ async def test_asaas_events_we_do_not_record_are_acknowledged_with_200(ingress, 
     }
     response = post_asaas(ingress, transfer)
     assert (response.status_code, response.json()["status"]) == (200, "ignored")
-    bad = post_asaas(ingress, {"event": "PAYMENT_RECEIVED"})
-    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_payload")
     assert queued_messages(settings) == 0
+
+
+# Authenticated, but unreadable or invalid: each must be answered 200, or Asaas stops the queue.
+MALFORMED_ASAAS = {
+    b"{not json": "asaas_unreadable",
+    b'[{"id": "evt_in_a_list&1", "event": "PAYMENT_RECEIVED"}]': "asaas_unreadable",
+    as_body({"event": "PAYMENT_RECEIVED", "dateCreated": "2024-06-12 16:45:03"}): "asaas_unreadable",
+    as_body({**ASAAS_PAYMENT, "id": "evt_bad_payment&1", "payment": "pay_080225913252"}): "validation_error",
+    as_body({**ASAAS_PAYMENT, "id": "evt_bad_date&1", "dateCreated": "yesterday at noon"}): "validation_error",
+}  # fmt: skip
+
+
+async def test_malformed_asaas_payloads_are_200_stored_once_as_rejections_and_the_queue_flows(
+    conn, ingress, worker, broker, settings
+):
+    await make_user(conn, "user_asaas", credits=0)
+    await plan(conn, "plan_pro", 300)
+    headers = {"asaas-access-token": ASAAS_TOKEN}
+    for _ in range(2):  # Asaas redelivers; both deliveries may be applied at once
+        for body in MALFORMED_ASAAS:
+            answer = ingress.post("/webhooks/asaas", content=body, headers=headers)
+            assert (answer.status_code, answer.json()["status"]) == (200, "rejected"), answer.text
+    assert post_asaas(ingress, ASAAS_PAYMENT).status_code == 200  # the next event is not held up
+    worker.drain()
+    for body in MALFORMED_ASAAS:  # and once more, after the first ones were stored
+        assert ingress.post("/webhooks/asaas", content=body, headers=headers).status_code == 200
+    worker.drain()
+
+    assert await balance(conn, "user_asaas") == 300
+    assert await count(conn, '"SubscriptionEvent"') == 1
+    rows = await conn.fetch("SELECT event_id, event_type, reason, detail, payload FROM worker.rejection")
+    assert sorted(r["reason"] for r in rows) == sorted(MALFORMED_ASAAS.values())  # one row each
+    by_id = {r["event_id"]: r for r in rows}
+    bad_payment = by_id["evt_bad_payment&1"]
+    assert (bad_payment["event_type"], bad_payment["reason"]) == ("billing.event", "validation_error")
+    assert bad_payment["detail"].startswith("payment:")
+    assert bad_payment["payload"]["payment"] == "pay_080225913252"
+    assert by_id["evt_bad_date&1"]["detail"] == "dateCreated: not an Asaas date"
+    hashed = {r["detail"]: r for r in rows if r["event_id"].startswith("asaas_body:")}
+    assert set(hashed) == {"the body is not valid JSON", "the body is not a JSON object",
+                           "id: missing, or not an Asaas event id"}  # fmt: skip
+    assert hashed["the body is not valid JSON"]["payload"] == "{not json"
+    assert ASAAS_TOKEN not in str([dict(r) for r in rows])
+
+    flush_stats(broker)
+    totals = redis.Redis.from_url(settings.require_redis_url()).hgetall(
+        Keys(settings.redis_namespace).totals
+    )
+    events = {k.decode(): int(v) for k, v in totals.items() if k.startswith(b"events|billing|")}
+    assert events == {"events|billing|rejected|asaas_unreadable": 3,
+                      "events|billing|rejected|validation_error": 2,
+                      "events|billing|duplicate|": 2 * len(MALFORMED_ASAAS),
+                      "events|billing|applied|": 1}  # fmt: skip
 
 
 # --- Clerk -------------------------------------------------------------------------------------
