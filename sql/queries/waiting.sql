@@ -19,6 +19,11 @@ SET state = 'waiting', reason = EXCLUDED.reason, waits_for = EXCLUDED.waits_for,
     times_waited = w.times_waited + 1
 WHERE w.state IN ('waiting', 'released')
 
+-- try_sweep_lock --
+-- One sweep at a time among all worker processes and hosts: the others skip their turn (a
+-- transaction-level advisory lock, released at commit). No parameters.
+SELECT pg_try_advisory_xact_lock(hashtext('pedro-worker: waiting sweep'))
+
 -- resolve_decided_waiting --
 -- Open waiting rows whose event has been decided since (applied or rejected through its queue,
 -- after a release or a redelivery) are closed. $1 now timestamptz

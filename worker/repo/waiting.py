@@ -32,6 +32,10 @@ async def wait_events(conn: asyncpg.Connection, rows: Sequence[WaitingRow], now:
         await db.execute(conn, "wait_events", *[list(column) for column in zip(*ordered)], now)
 
 
+async def try_sweep_lock(conn: asyncpg.Connection) -> bool:
+    return bool(await db.fetchval(conn, "try_sweep_lock"))
+
+
 async def resolve_decided(conn: asyncpg.Connection, now: datetime) -> int:
     status = await db.execute(conn, "resolve_decided_waiting", now)
     return int(status.rsplit(" ", 1)[-1])

@@ -135,10 +135,13 @@ def test_redis_down_is_503_never_2xx_and_service_resumes_when_it_is_back(ingress
             down = client.post("/v1/events", json=usage("u", id="during"), headers=AUTH)
             webhook = client.post("/webhooks/asaas", headers={"asaas-access-token": ASAAS_TOKEN},
                                   json={"id": "evt_1&1", "event": "PAYMENT_CREATED", "dateCreated": "2024-01-01 10:00:00"})  # fmt: skip
+            malformed = client.post("/webhooks/asaas", headers={"asaas-access-token": ASAAS_TOKEN},
+                                    content=b"{not json")  # its rejection cannot be queued either  # fmt: skip
             ready = client.get("/readyz")
             assert time.monotonic() - started < 10
             assert (down.status_code, down.json()["error"]) == (503, "queue_unavailable")
             assert webhook.status_code == 503
+            assert (malformed.status_code, malformed.json()["error"]) == (503, "queue_unavailable")
             assert (ready.status_code, ready.json()["checks"]["redis"]) == (503, "unreachable")
             own_redis.start()
             assert (
