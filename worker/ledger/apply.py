@@ -16,8 +16,10 @@ way a user's events are decided together, in one transaction.
 An event's idempotency key is written in the same statement as its effects, and commits with
 them: a crash at any point rolls back everything, and the redelivered message starts over. A
 twin decided between the lookup and that statement makes it fail on the key: the transaction
-rolls back and runs again without that event (`_apply_events`). Events that must wait
-(unknown user, refund before its usage) are not recorded and come back as `retry`.
+rolls back and runs again without that event (`_apply_events`). Events that cannot apply yet
+(unknown user, refund before its usage, unknown operation type, no cost) are not decided: they
+are stored in `worker.waiting` by the same transaction (worker/waiting.py) and come back as
+`waiting`; events of a balance held elsewhere come back as `retry`.
 """
 
 from __future__ import annotations
