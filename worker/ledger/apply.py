@@ -54,6 +54,7 @@ from .operation_types import OperationTypes
 log = get_logger("pedro.ledger")
 
 _MAX_STORED_PAYLOAD = 64 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _RACE_ATTEMPTS = 3  # transactions per pass when twins keep being decided meanwhile
 
 
@@ -99,12 +100,15 @@ class OpenedUsers:
 def safe_payload(raw: Any) -> str:
     """The raw event as JSON for the rejection table, bounded and always valid JSON."""
     try:
-        text = json.dumps(raw, separators=(",", ":"), allow_nan=False, default=str)
+        text = json.dumps(raw, separators=(",", ":"), allow_nan=False, default=str,
+                          ensure_ascii=False)  # fmt: skip
     except (TypeError, ValueError, RecursionError):
         text = json.dumps({"unserializable": repr(raw)[:1000]})
     if len(text) > _MAX_STORED_PAYLOAD:
-        text = json.dumps({"truncated": True, "preview": text[:1000]})
-    return text.replace("\\u0000", "\\ufffd")  # jsonb cannot store NUL
+        text = json.dumps({"truncated": True, "preview": text[:1000]}, ensure_ascii=False)
+    # jsonb can store neither NUL nor a lone surrogate (which json.loads gives for a "\\ud800"
+    # with no pair; a pair is one character once unescaped, so every surrogate here is lone)
+    return _SURROGATE.sub("\ufffd", text).replace("\\u0000", "\\ufffd")
 
 
 _event_id_adapter: TypeAdapter[str] = TypeAdapter(EventId)

@@ -147,6 +147,8 @@ MALFORMED_ASAAS = {
     as_body({"event": "PAYMENT_RECEIVED", "dateCreated": "2024-06-12 16:45:03"}): "asaas_unreadable",
     as_body({**ASAAS_PAYMENT, "id": "evt_bad_payment&1", "payment": "pay_080225913252"}): "validation_error",
     as_body({**ASAAS_PAYMENT, "id": "evt_bad_date&1", "dateCreated": "yesterday at noon"}): "validation_error",
+    # no date, and a lone surrogate that neither UTF-8 nor jsonb can hold (stored as U+FFFD)
+    b'{"id": "evt_surrogate&1", "event": "PAYMENT_RECEIVED", "payment": {"note": "\\ud800"}}': "validation_error",
 }  # fmt: skip
 
 
@@ -176,6 +178,7 @@ async def test_malformed_asaas_payloads_are_200_stored_once_as_rejections_and_th
     assert bad_payment["detail"].startswith("payment:")
     assert bad_payment["payload"]["payment"] == "pay_080225913252"
     assert by_id["evt_bad_date&1"]["detail"] == "dateCreated: not an Asaas date"
+    assert by_id["evt_surrogate&1"]["payload"]["payment"] == {"note": "\ufffd"}
     hashed = {r["detail"]: r for r in rows if r["event_id"].startswith("asaas_body:")}
     assert set(hashed) == {"the body is not valid JSON", "the body is not a JSON object",
                            "id: missing, or not an Asaas event id"}  # fmt: skip
@@ -188,7 +191,7 @@ async def test_malformed_asaas_payloads_are_200_stored_once_as_rejections_and_th
     )
     events = {k.decode(): int(v) for k, v in totals.items() if k.startswith(b"events|billing|")}
     assert events == {"events|billing|rejected|asaas_unreadable": 3,
-                      "events|billing|rejected|validation_error": 2,
+                      "events|billing|rejected|validation_error": 3,
                       "events|billing|duplicate|": 2 * len(MALFORMED_ASAAS),
                       "events|billing|applied|": 1}  # fmt: skip
 
