@@ -51,7 +51,7 @@ from .settings import Settings
 
 log = get_logger("pedro.waiting")
 
-RELEASE_CHUNK = 500  # events per released message (and per locking round)
+RELEASE_CHUNK = 2_000  # events per released message (and per locking round)
 
 
 def _occurred_at(raw: Any) -> datetime | None:
@@ -67,23 +67,32 @@ def _occurred_at(raw: Any) -> datetime | None:
     return None
 
 
-def waiting_row(queue: str, raw: Any, outcome: Outcome) -> WaitingRow:
+def waiting_row(queue: str, raw: Any, outcome: Outcome, payload_hash: str) -> WaitingRow:
     """The `worker.waiting` row of an event whose outcome is WAITING."""
     assert outcome.status == WAITING and outcome.reason and outcome.waits_for
     event_type = raw.get("type") if isinstance(raw, dict) else None
     clerk_user_id = raw.get("clerkUserId") if isinstance(raw, dict) else None
     return WaitingRow(
         outcome.event_id, queue, str(event_type)[:64], json.dumps(raw, separators=(",", ":")),
-        clerk_user_id if isinstance(clerk_user_id, str) else None, outcome.reason,
+        payload_hash, clerk_user_id if isinstance(clerk_user_id, str) else None, outcome.reason,
         outcome.waits_for, outcome.detail, _occurred_at(raw),
     )  # fmt: skip
 
 
-async def store(conn: asyncpg.Connection, queue: str, waiting: Iterable[tuple[Any, Outcome]]) -> int:
-    """Store (raw event, WAITING outcome) pairs, in the caller's transaction."""
-    rows = [waiting_row(queue, raw, outcome) for raw, outcome in waiting]
-    await repo.wait_events(conn, rows, clock.now())
-    return len(rows)
+CONFLICT_DETAIL = "an event with this id and a different payload is already waiting"
+
+
+async def store(
+    conn: asyncpg.Connection, queue: str, waiting: Iterable[tuple[Any, Outcome, str]]
+) -> set[str]:
+    """Store (raw event, WAITING outcome, payload hash) triples, in the caller's transaction.
+    Returns the ids NOT stored because another payload already waits under them: the caller
+    refuses those as `idempotency_conflict`, as it would if the first one had been decided."""
+    rows = [waiting_row(queue, raw, outcome, payload_hash) for raw, outcome, payload_hash in waiting]
+    stored = await repo.lock_waiting_hashes(conn, [r.event_id for r in rows])
+    conflicts = {r.event_id for r in rows if stored.get(r.event_id, r.payload_hash) != r.payload_hash}
+    await repo.wait_events(conn, [r for r in rows if r.event_id not in conflicts], clock.now())
+    return conflicts
 
 
 # --- what is satisfied now ------------------------------------------------------------------

@@ -19,6 +19,8 @@ CREATE TABLE worker.waiting (
     queue            TEXT NOT NULL,                 -- usage | users | billing | storage
     event_type       TEXT NOT NULL,
     event            JSONB NOT NULL,                -- the event as it arrived
+    payload_hash     TEXT NOT NULL,                 -- of the validated event: the same id with
+                                                   -- another payload is an idempotency conflict
     clerk_user_id    TEXT,
     reason           TEXT NOT NULL,                 -- unknown_user, refund_before_usage, …
     waits_for        TEXT NOT NULL,

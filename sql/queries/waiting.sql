@@ -1,23 +1,36 @@
+-- lock_waiting_hashes --
+-- The payload hashes of these events if they are already stored, locked (sorted: one lock
+-- order): the same id with another payload is an idempotency conflict, never an overwrite.
+-- $1 event ids text[]
+SELECT w.event_id, w.payload_hash
+FROM unnest($1::text[]) AS k(event_id)
+JOIN worker.waiting w ON w.event_id = k.event_id
+ORDER BY w.event_id
+FOR UPDATE OF w
+
 -- wait_events --
--- Store events that cannot apply yet (worker/waiting.py). A row already there (the same event
--- found waiting again: a redelivery, or a release that came back) is updated in place: new
--- reason and what it waits for, counted once more. Rows come sorted by event id (one lock order).
+-- Store events that cannot apply yet (worker/waiting.py). A row already there with the same
+-- payload (the same event found waiting again: a redelivery, or a release that came back) is
+-- updated in place: new reason and what it waits for, counted once more. Callers lock the
+-- existing rows first and never pass another payload under a stored id (lock_waiting_hashes).
+-- Rows come sorted by event id (one lock order).
 -- $1 event ids text[], $2 queues text[], $3 event types text[], $4 events (JSON text) text[],
--- $5 clerk user ids text[], $6 reasons text[], $7 waits_for text[], $8 details text[],
--- $9 occurred_at timestamptz[], $10 now timestamptz
+-- $5 payload hashes text[], $6 clerk user ids text[], $7 reasons text[], $8 waits_for text[],
+-- $9 details text[], $10 occurred_at timestamptz[], $11 now timestamptz
 INSERT INTO worker.waiting AS w
-    (event_id, queue, event_type, event, clerk_user_id, reason, waits_for, detail, occurred_at,
-     first_waited_at, last_waited_at)
-SELECT r.event_id, r.queue, r.event_type, r.event::jsonb, r.clerk_user_id, r.reason, r.waits_for,
-       r.detail, r.occurred_at, $10, $10
+    (event_id, queue, event_type, event, payload_hash, clerk_user_id, reason, waits_for, detail,
+     occurred_at, first_waited_at, last_waited_at)
+SELECT r.event_id, r.queue, r.event_type, r.event::jsonb, r.payload_hash, r.clerk_user_id,
+       r.reason, r.waits_for, r.detail, r.occurred_at, $11, $11
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::timestamptz[])
-     AS r(event_id, queue, event_type, event, clerk_user_id, reason, waits_for, detail, occurred_at)
+            $8::text[], $9::text[], $10::timestamptz[])
+     AS r(event_id, queue, event_type, event, payload_hash, clerk_user_id, reason, waits_for,
+          detail, occurred_at)
 ON CONFLICT (event_id) DO UPDATE
 SET state = 'waiting', reason = EXCLUDED.reason, waits_for = EXCLUDED.waits_for,
-    detail = EXCLUDED.detail, event = EXCLUDED.event, last_waited_at = EXCLUDED.last_waited_at,
+    detail = EXCLUDED.detail, last_waited_at = EXCLUDED.last_waited_at,
     times_waited = w.times_waited + 1
-WHERE w.state IN ('waiting', 'released')
+WHERE w.state IN ('waiting', 'released') AND w.payload_hash = EXCLUDED.payload_hash
 
 -- try_sweep_lock --
 -- One sweep at a time among all worker processes and hosts: the others skip their turn (a

@@ -128,8 +128,8 @@ async def test_the_worker_role_can_write_the_ledger_but_not_change_the_schema(da
 async def _wait(conn, event_id: str, clerk: str, *, reason: str, waits_for: str, state: str = "waiting",
                 hours_ago: int = 0) -> None:  # fmt: skip
     await conn.execute(
-        "INSERT INTO worker.waiting (event_id, queue, event_type, event, clerk_user_id, reason, waits_for, "
-        "state, first_waited_at) VALUES ($1, 'usage', 'usage.recorded', '{}', $2, $3, $4, $5, "
+        "INSERT INTO worker.waiting (event_id, queue, event_type, event, payload_hash, clerk_user_id, reason, "
+        "waits_for, state, first_waited_at) VALUES ($1, 'usage', 'usage.recorded', '{}', 'h', $2, $3, $4, $5, "
         "now() - make_interval(hours => $6))", event_id, clerk, reason, waits_for, state, hours_ago,
     )  # fmt: skip
 

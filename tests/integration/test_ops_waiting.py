@@ -176,13 +176,13 @@ async def test_the_summary_reads_the_partial_index_of_open_rows(conn, settings):
     """What /metrics, stats and the dashboard run at every refresh stays cheap however much
     history (applied, dropped) the table holds."""
     await conn.execute(
-        "INSERT INTO worker.waiting (event_id, queue, event_type, event, reason, waits_for, state) "
-        "SELECT 'old-' || n, 'usage', 'usage.recorded', '{}', 'unknown_user', 'user:u' || n, "
+        "INSERT INTO worker.waiting (event_id, queue, event_type, event, payload_hash, reason, waits_for, state) "
+        "SELECT 'old-' || n, 'usage', 'usage.recorded', '{}', 'h', 'unknown_user', 'user:u' || n, "
         "'applied' FROM generate_series(1, 20000) n"
     )
     await conn.execute(
-        "INSERT INTO worker.waiting (event_id, queue, event_type, event, reason, waits_for) "
-        "VALUES ('open-1', 'usage', 'usage.recorded', '{}', 'no_cost', 'cost:X')"
+        "INSERT INTO worker.waiting (event_id, queue, event_type, event, payload_hash, reason, waits_for) "
+        "VALUES ('open-1', 'usage', 'usage.recorded', '{}', 'h', 'no_cost', 'cost:X')"
     )
     await conn.execute("ANALYZE worker.waiting")
     plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + db.QUERIES["summarize_waiting"]))

@@ -105,21 +105,40 @@ async def test_a_usage_without_credits_and_without_any_cost_waits_then_applies_o
 ):
     await make_user(conn, "u", credits=100)
     await conn.execute("ALTER TYPE \"OperationType\" ADD VALUE 'AI_AUDIO'")
-    assert await apply(conn, settings, usage("u", id="a1", credits=None, op="AI_AUDIO")) == [(WAITING, "no_cost")]
+    audio = usage("u", id="a1", credits=None, op="AI_AUDIO")
+    assert await apply(conn, settings, audio) == [(WAITING, "no_cost")]
     assert await balance(conn, "u") == 100  # never charged 0
     assert await conn.fetchval("SELECT waits_for FROM worker.waiting") == "cost:AI_AUDIO"
     await conn.execute(
         """INSERT INTO "AdminSettings" (id, "featureCosts", "updatedAt")
            VALUES ('singleton', '{"AI_AUDIO": "x", "AI_TEXT_CHAT": "25"}', now())"""
     )
-    assert await apply(conn, settings, usage("u", id="a1", credits=None, op="AI_AUDIO")) == [
-        (WAITING, "bad_feature_cost")]
+    assert await apply(conn, settings, audio) == [(WAITING, "bad_feature_cost")]
     assert 'featureCosts["AI_AUDIO"]' in await conn.fetchval("SELECT detail FROM worker.waiting")
     assert await apply(conn, settings, usage("u", id="t1", credits=None)) == [(APPLIED, None)]
     assert await balance(conn, "u") == 75  # "25" charges 25
     await conn.execute("""UPDATE "AdminSettings" SET "featureCosts" = '{"AI_AUDIO": 3.0}'""")
-    assert await apply(conn, settings, usage("u", id="a1", credits=None, op="AI_AUDIO")) == [(APPLIED, None)]
+    # the same id with another payload that must wait too: refused, the waiting one is kept
+    await conn.execute("ALTER TYPE \"OperationType\" ADD VALUE 'AI_SPEECH'")
+    assert await apply(conn, settings, {**audio, "operationType": "AI_SPEECH"}) == [(REJECTED, "idempotency_conflict")]
+    [conflict] = await rejections(conn, "a1")
+    assert conflict["reason"] == "idempotency_conflict" and conflict["payload"]["operationType"] == "AI_SPEECH"
+    assert await apply(conn, settings, audio) == [(APPLIED, None)]
     assert await balance(conn, "u") == 72
+
+
+async def test_featurecosts_that_is_not_a_json_object_makes_usages_wait_never_the_defaults(conn, settings):
+    await make_user(conn, "u", credits=100)
+    await conn.execute(
+        """INSERT INTO "AdminSettings" (id, "featureCosts", "updatedAt") VALUES ('singleton', '[5]', now())"""
+    )
+    chat = usage("u", id="c1", credits=None)
+    assert await apply(conn, settings, chat) == [(WAITING, "bad_feature_cost")]
+    assert "not a JSON object" in await conn.fetchval("SELECT detail FROM worker.waiting")
+    # what JSON.stringify into a Prisma Json field stores: a JSON string holding the object
+    await conn.execute("""UPDATE "AdminSettings" SET "featureCosts" = to_jsonb('{"AI_TEXT_CHAT": 25}'::text)""")
+    assert await apply(conn, settings, chat) == [(APPLIED, None)]
+    assert await balance(conn, "u") == 75
 
 
 async def test_a_label_the_database_lacks_waits_and_applies_once_the_enum_has_it(conn, settings):

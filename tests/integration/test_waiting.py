@@ -25,17 +25,47 @@ def _real_clock():
     clock.reset()
 
 
+def _values(client: redis.Redis, key: bytes) -> list[bytes]:
+    kind = client.type(key)
+    if kind == b"string":
+        return [client.get(key) or b""]
+    if kind == b"hash":
+        return [*client.hkeys(key), *client.hvals(key)]
+    if kind == b"list":
+        return client.lrange(key, 0, -1)
+    if kind == b"set":
+        return list(client.smembers(key))
+    if kind == b"zset":
+        return client.zrange(key, 0, -1)
+    return []
+
+
 def redis_keys_with_a_ttl_holding(settings, needles: list[str]) -> list[str]:
-    """Keys of the test's namespace that expire and hold any of these strings."""
+    """Keys of the test's namespace that expire and hold any of these strings (their values
+    read by type: DUMP output is compressed)."""
     client = redis.Redis.from_url(settings.require_redis_url())
     found = []
     for key in client.scan_iter(f"{settings.redis_namespace}*"):
         if client.ttl(key) < 0:  # -1: no expiry (-2: gone meanwhile)
             continue
-        dumped = client.dump(key) or b""
-        if any(n.encode() in dumped for n in needles):
+        if any(n.encode() in value for value in _values(client, key) for n in needles):
             found.append(key.decode())
     return found
+
+
+def test_the_ttl_check_finds_an_expiring_key_holding_an_event(settings) -> None:
+    client = redis.Redis.from_url(settings.require_redis_url())
+    message = '{"args": [[{"id": "late-use", "clerkUserId": "user_late"}]]}' * 20  # compressible
+    hash_key, string_key = f"{settings.redis_namespace}:probe.h", f"{settings.redis_namespace}:probe.s"
+    try:
+        client.hset(hash_key, "m1", message)
+        client.set(string_key, message)
+        assert redis_keys_with_a_ttl_holding(settings, ["late-use"]) == []  # no TTL yet
+        client.expire(hash_key, 3600)
+        client.expire(string_key, 3600)
+        assert sorted(redis_keys_with_a_ttl_holding(settings, ["late-use"])) == sorted([hash_key, string_key])
+    finally:
+        client.delete(hash_key, string_key)
 
 
 def dead_letter_count(settings) -> int:
@@ -175,3 +205,24 @@ async def test_a_released_event_whose_message_was_lost_is_sent_again(conn, broke
     assert await balance(conn, "user_lost") == 6
     [row] = await waiting_rows(conn, None)
     assert (row["state"], row["times_released"]) == ("applied", 2)
+
+
+async def test_another_payload_under_a_waiting_id_is_refused_and_the_waiting_one_applies(conn, broker, worker) -> None:
+    first = usage("user_same", id="same-id", credits=5)
+    publisher = Publisher(broker)
+    publisher.publish(first)
+    await settle(worker, conn)
+    publisher.publish({**first, "credits": 70})  # a publisher reusing an id
+    await settle(worker, conn)
+    [conflict] = await conn.fetch("SELECT * FROM worker.rejection")
+    assert (conflict["event_type"], conflict["reason"], conflict["payload"]["credits"]) == (
+        "usage.recorded", "idempotency_conflict", 70)
+    publisher.publish(object_created("same-id", "user_same"))  # another family, same id
+    await settle(worker, conn)
+    [row] = await waiting_rows(conn)
+    assert (row["queue"], row["event_type"], row["event"]["credits"], row["times_waited"]) == (
+        "usage", "usage.recorded", 5, 1)
+
+    publisher.publish(user_created("user_same"))
+    await settle(worker, conn)
+    assert await balance(conn, "user_same") == 95

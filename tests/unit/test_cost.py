@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.ledger.cost import CostError, feature_cost, parse_cost
+from worker.ledger.cost import CostError, configured_costs, feature_cost, parse_cost
 
 
 @pytest.mark.parametrize(
@@ -28,3 +28,11 @@ def test_a_configured_label_wins_over_the_default_and_a_bad_one_is_an_error_nami
     assert feature_cost("VIDEO_GENERATION", {}, {"AI_TEXT_CHAT": 5}) is None
     with pytest.raises(CostError, match=r'featureCosts\["AI_TEXT_CHAT"\]'):
         feature_cost("AI_TEXT_CHAT", {"AI_TEXT_CHAT": "lots"}, {"AI_TEXT_CHAT": 5})
+
+
+def test_featurecosts_stored_as_a_json_string_of_an_object_is_read_and_anything_else_waits():
+    assert configured_costs(None) == {}
+    assert configured_costs('{"AI_TEXT_CHAT": 25}') == {"AI_TEXT_CHAT": 25}  # JSON.stringify into a Json field
+    for unreadable in ("not json", "[1, 2]", 7, [1], "\"text\""):
+        with pytest.raises(CostError, match="not a JSON object"):
+            feature_cost("AI_TEXT_CHAT", configured_costs(unreadable), {"AI_TEXT_CHAT": 5})

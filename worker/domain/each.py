@@ -7,8 +7,8 @@ nothing (or, with a different payload, is refused as `idempotency_conflict`). An
 cannot apply *yet* raises `MustWait`, which rolls everything back, its claim included, and is
 then stored in `worker.waiting` (worker/waiting.py) until what it waits for releases it. A row
 another session holds for longer than `lock_wait_ms` (`row_busy`) is a passing condition: the
-event comes back later with backoff (`RetryLater`) instead of keeping a worker thread waiting
-until statement_timeout.
+event comes back later with backoff (its outcome is `retry`: worker/actors/_each.py) instead of
+keeping a worker thread waiting until statement_timeout.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import asyncpg
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .. import waiting
-from ..errors import MustWait, RetryLater
+from ..errors import MustWait
 from ..events import INGRESS_REJECTION, describe_validation_error
 from ..ledger.apply import BatchResult, safe_payload
 from ..ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY, WAITING, Outcome
@@ -108,10 +108,10 @@ async def _apply_one(
         # is acknowledged (a crash in between redelivers the message: it is found waiting again).
         outcome = Outcome(key, WAITING, exc.reason, exc.waits_for, exc.detail or None)
         async with conn.transaction():
-            await waiting.store(conn, family.name, [(raw, outcome)])
+            if await waiting.store(conn, family.name, [(raw, outcome, payload_hash)]):
+                # another payload already waits under this id: refused, the first keeps waiting
+                return await reject(conn, event, key, "idempotency_conflict", waiting.CONFLICT_DETAIL)
         return outcome
-    except RetryLater as exc:
-        return Outcome(key, RETRY, exc.reason)
     except asyncpg.LockNotAvailableError:  # a row it must change was held past lock_wait_ms
         return Outcome(key, RETRY, "row_busy")
 

@@ -271,13 +271,22 @@ async def _apply_pass(
         if opened is not None:
             opened.drop_known(plan.openings)
         await repo.write_ledger(conn, plan, decided)
-        await repo.insert_rejections(conn, batch.rejections + plan.rejections)
-        waits = [(batch.raw_events[i], o) for i, o in settled.items() if o.status == WAITING]
+        rejections = batch.rejections + plan.rejections
+        waits = [(i, o) for i, o in settled.items() if o.status == WAITING]
         if len(decided) < len(events):
-            waits += [(batch.raw_events[i], outcomes[e.id]) for i, e in events.items()
-                      if outcomes[e.id].status == WAITING]  # fmt: skip
+            waits += [(i, outcomes[e.id]) for i, e in events.items() if outcomes[e.id].status == WAITING]
         if waits:
-            await waiting.store(conn, "usage", waits)
+            # Another payload already waiting under one of these ids: refused, as it would be
+            # had the first one been decided (the first keeps waiting).
+            conflicts = await waiting.store(conn, "usage", [(batch.raw_events[i], o, hashes[i]) for i, o in waits])
+            for i, o in waits:
+                if o.event_id in conflicts:
+                    rejected = Outcome(o.event_id, REJECTED, "idempotency_conflict")
+                    settled[i] = rejected
+                    outcomes[o.event_id] = rejected
+                    rejections.append((o.event_id, _raw_type(batch.raw_events[i]), "idempotency_conflict",
+                                       waiting.CONFLICT_DETAIL, safe_payload(batch.raw_events[i])))  # fmt: skip
+        await repo.insert_rejections(conn, rejections)
 
     if opened is not None:
         opened.committed(plan.openings)

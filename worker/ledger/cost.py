@@ -11,6 +11,7 @@ it. A label with no cost anywhere waits too (`no_cost`): a usage never costs 0 b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
@@ -19,6 +20,31 @@ from ..events import INT32_MAX
 
 class CostError(ValueError):
     """featureCosts has a value for the label that is not a cost."""
+
+
+class UnreadableCosts(dict):  # type: ignore[type-arg]
+    """`featureCosts` is set but is no JSON object: no configured cost can be read from it."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+
+def configured_costs(raw: object) -> Mapping[str, object]:
+    """`"AdminSettings".featureCosts` as a mapping. NULL (no row, or JSON null) is no costs. A
+    JSON string holding an object (what `JSON.stringify` stored into a Prisma `Json` field gives)
+    is read as that object. Anything else is unreadable: every usage that needs a configured
+    cost waits (`bad_feature_cost`) until it is fixed — never a silent fall-through."""
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return UnreadableCosts("a string that is not JSON")
+    if isinstance(raw, dict):
+        return raw
+    return UnreadableCosts(f"a JSON {type(raw).__name__}")
 
 
 def parse_cost(value: object) -> int | None:
@@ -47,7 +73,11 @@ def parse_cost(value: object) -> int | None:
 
 def feature_cost(label: str, configured: Mapping[str, object], defaults: Mapping[str, int]) -> int | None:
     """The cost of a usage of `label` without `credits`: None when there is none anywhere.
-    Raises CostError when featureCosts has the label with a value that is not a cost."""
+    Raises CostError when featureCosts has the label with a value that is not a cost, or is no
+    JSON object at all."""
+    if isinstance(configured, UnreadableCosts):
+        raise CostError(f'"AdminSettings".featureCosts is {configured.what}, not a JSON object: '
+                        f"no cost for {label} can be read from it")  # fmt: skip
     if label in configured:
         cost = parse_cost(configured[label])
         if cost is None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
 from .. import db
+from ..ledger.cost import configured_costs
 from ..ledger.decide import Account, Plan, RefundTarget
 from . import packed
 
@@ -36,9 +37,10 @@ async def find_existing_accounts(conn: asyncpg.Connection, clerk_user_ids: Seque
     return {r["clerk_user_id"] for r in rows}
 
 
-async def get_feature_costs(conn: asyncpg.Connection) -> dict[str, object]:
-    costs = await db.fetchval(conn, "get_feature_costs")
-    return costs if isinstance(costs, dict) else {}
+async def get_feature_costs(conn: asyncpg.Connection) -> Mapping[str, object]:
+    """The admin's featureCosts, as ledger/cost.py reads them (an unreadable value is kept as
+    such: the usages that need it wait instead of silently taking the defaults)."""
+    return configured_costs(await db.fetchval(conn, "get_feature_costs"))
 
 
 async def find_refund_targets(conn: asyncpg.Connection, usage_ids: Sequence[str]) -> dict[str, RefundTarget]:

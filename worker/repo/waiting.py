@@ -12,18 +12,24 @@ from .. import db
 
 
 class WaitingRow(NamedTuple):
-    """An event that waits: (claim key, queue, type, event JSON text, clerk user id, reason,
-    waits_for, detail, occurred_at)."""
+    """An event that waits: (claim key, queue, type, event JSON text, payload hash, clerk user
+    id, reason, waits_for, detail, occurred_at)."""
 
     event_id: str
     queue: str
     event_type: str
     event: str
+    payload_hash: str
     clerk_user_id: str | None
     reason: str
     waits_for: str
     detail: str | None
     occurred_at: datetime | None
+
+
+async def lock_waiting_hashes(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, str]:
+    rows = await db.fetch(conn, "lock_waiting_hashes", sorted(event_ids))
+    return {r["event_id"]: r["payload_hash"] for r in rows}
 
 
 async def wait_events(conn: asyncpg.Connection, rows: Sequence[WaitingRow], now: datetime) -> None:
