@@ -19,13 +19,3 @@ WHERE user_id = $1
   AND (created_at, event_id) < (COALESCE($2::timestamptz, 'infinity'), COALESCE($3::text, ''))
 ORDER BY created_at DESC, event_id DESC
 LIMIT $4
-
--- list_user_waiting_events --
--- A user's events that wait (or were released and are not decided yet), oldest first, with how
--- many there are in all. $1 clerk user id text, $2 rows int
-SELECT event_id, event_type, queue, reason, waits_for, state, first_waited_at,
-       count(*) OVER () AS total
-FROM worker.waiting
-WHERE clerk_user_id = $1 AND state IN ('waiting', 'released')
-ORDER BY first_waited_at, event_id
-LIMIT $2

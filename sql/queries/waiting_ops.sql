@@ -32,7 +32,7 @@ SELECT event_id, state FROM worker.waiting WHERE event_id = ANY($1::text[])
 -- The rows an operator drops, locked in event id order (one lock order with the releasers and
 -- the families that store waiting events), whatever their state: the caller refuses the drop
 -- when one is not open. $1 event ids text[]
-SELECT event_id, queue, event_type, event, clerk_user_id, state
+SELECT event_id, queue, event_type, event, payload_hash, clerk_user_id, state
 FROM worker.waiting
 WHERE event_id = ANY($1::text[])
 ORDER BY event_id

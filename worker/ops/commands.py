@@ -19,6 +19,7 @@ import redis
 from ..settings import Settings
 from .dlq import DeadLetter, DeadLetters
 from .progress import progress
+from .text import format_age
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -88,14 +89,7 @@ def _client(settings: Settings) -> redis.Redis:
 
 
 def _age(letter: DeadLetter) -> str:
-    seconds = max(int(datetime.now(UTC).timestamp() - letter.dead_at_ms / 1000), 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+    return format_age(datetime.now(UTC).timestamp() - letter.dead_at_ms / 1000)
 
 
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:

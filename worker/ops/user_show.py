@@ -24,12 +24,12 @@ from .. import db
 from ..logs import scrub
 from ..repo.accounts import (
     Movement,
-    WaitingEvent,
     find_user_account,
     list_user_movements,
-    list_user_waiting_events,
 )  # fmt: skip
+from ..repo.waiting_ops import list_waiting
 from ..settings import Settings
+from .text import format_age
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -56,17 +56,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return created_at, event_id
 
 
-def format_age(seconds: float) -> str:
-    seconds = max(int(seconds), 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
 async def user_view(
     conn: asyncpg.Connection, clerk_user_id: str, *, limit: int, cursor: str | None = None
 ) -> dict[str, Any]:
@@ -77,7 +66,7 @@ async def user_view(
     if account is not None:
         movements = await list_user_movements(conn, account.user_id, after, limit + 1)
     page, more = movements[:limit], len(movements) > limit
-    waiting, waiting_total = await list_user_waiting_events(conn, clerk_user_id, limit)
+    waiting, waiting_total = await list_waiting(conn, clerk_user_id=clerk_user_id, limit=limit)
     now = datetime.now(UTC)
     return {
         "clerk_user_id": clerk_user_id,
@@ -101,11 +90,12 @@ def _movement(m: Movement) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _waiting(w: WaitingEvent, now: datetime) -> dict[str, Any]:
+def _waiting(w: asyncpg.Record, now: datetime) -> dict[str, Any]:
     return {
-        "event_id": w.event_id, "event_type": w.event_type, "queue": w.queue, "reason": w.reason,
-        "waits_for": w.waits_for, "state": w.state, "since": w.first_waited_at.isoformat(),
-        "age_seconds": max(int((now - w.first_waited_at).total_seconds()), 0),
+        "event_id": w["event_id"], "event_type": w["event_type"], "queue": w["queue"],
+        "reason": w["reason"], "waits_for": w["waits_for"], "state": w["state"],
+        "since": w["first_waited_at"].isoformat(),
+        "age_seconds": max(int((now - w["first_waited_at"]).total_seconds()), 0),
     }  # fmt: skip
 
 

@@ -23,11 +23,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from pydantic import ValidationError
 
 from .. import clock, db
-from ..codec import payload_hash
-from ..events import validate_event
 from ..ledger.apply import safe_payload
 from ..logs import get_logger, scrub
 from ..repo import ledger as ledger_repo
@@ -35,7 +32,7 @@ from ..repo import waiting_ops as repo
 from ..repo.waiting_ops import OPEN_STATES
 from ..settings import Settings
 from ..waiting import Releaser
-from .user_show import format_age
+from .text import format_age
 
 log = get_logger("pedro.ops.waiting")
 
@@ -198,15 +195,6 @@ class NotWaiting(Exception):
         super().__init__(", ".join(f"{i} ({s or 'unknown'})" for i, s in states.items()))
 
 
-def _hash_of(event: Any) -> str:
-    """The payload hash the event's queue would record for it (so a redelivery after the drop
-    compares equal: a duplicate)."""
-    try:
-        return validate_event(event).payload_hash()  # type: ignore[attr-defined]
-    except ValidationError:  # not a valid event (it could not have waited): its raw hash
-        return payload_hash(event)
-
-
 def drop_detail(by: str, why: str) -> str:
     return f"dropped by {by}: {why}"
 
@@ -225,7 +213,8 @@ async def _drop_once(
             row = rows[event_id]
             event = row["event"]
             clerk = row["clerk_user_id"]
-            claims.append((event_id, row["event_type"], _hash_of(event), clerk, None))
+            # the hash its queue recorded when it waited: a redelivery after the drop is a duplicate
+            claims.append((event_id, row["event_type"], row["payload_hash"], clerk, None))
             rejections.append(
                 (event_id, row["event_type"], DROPPED, drop_detail(by, why), safe_payload(event))
             )

@@ -23,7 +23,7 @@ from ..broker import QUEUES
 from ..logs import scrub
 from ..repo import waiting_ops as repo
 from ..settings import Settings
-from .user_show import format_age
+from .text import format_age
 from .waiting import NotWaiting, drop, event_summary, full_row, releasable_ids, release
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2

@@ -207,7 +207,11 @@ class OpsApp:
         view["queue_names"] = list(self.queues)
         return view
 
-    async def api_dlq(self, request: Request) -> Response:
+    async def _post_action(
+        self, request: Request, actions: tuple[str, ...]
+    ) -> tuple[Principal, str, dict[str, Any]] | Response:
+        """What every dashboard POST checks first: auth, CSRF, a known action, a JSON object body.
+        Returns (principal, action, body), or the error response to send."""
         principal = self.auth.authenticate(request)
         if principal is None:
             return self._challenge(request, page=False)
@@ -215,7 +219,7 @@ class OpsApp:
             log.warning("ops_csrf_refused", path=request.url.path)
             return _json({"error": "missing or wrong CSRF token"}, 403)
         action = request.path_params["action"]
-        if action not in ("requeue", "purge"):
+        if action not in actions:
             return _json({"error": "unknown action"}, 404)
         try:
             body = json.loads(await _body(request) or b"{}")
@@ -223,6 +227,13 @@ class OpsApp:
                 raise ValueError
         except ValueError:
             return _json({"error": "body must be a JSON object"}, 400)
+        return principal, action, body
+
+    async def api_dlq(self, request: Request) -> Response:
+        posted = await self._post_action(request, ("requeue", "purge"))
+        if isinstance(posted, Response):
+            return posted
+        principal, action, body = posted
         try:
             done, missing = await run_in_threadpool(self._dlq_action, action, body, principal)
         except redis.RedisError as exc:
@@ -266,21 +277,10 @@ class OpsApp:
     async def api_waiting(self, request: Request) -> Response:
         """POST release {"event_ids": […]}: back to their queues now; POST drop {"event_ids":
         […], "reason": "why"}: recorded as a rejection `dropped` by the dashboard's user."""
-        principal = self.auth.authenticate(request)
-        if principal is None:
-            return self._challenge(request, page=False)
-        if not self.auth.check_csrf(request, principal):
-            log.warning("ops_csrf_refused", path=request.url.path)
-            return _json({"error": "missing or wrong CSRF token"}, 403)
-        action = request.path_params["action"]
-        if action not in ("release", "drop"):
-            return _json({"error": "unknown action"}, 404)
-        try:
-            body = json.loads(await _body(request) or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError
-        except ValueError:
-            return _json({"error": "body must be a JSON object"}, 400)
+        posted = await self._post_action(request, ("release", "drop"))
+        if isinstance(posted, Response):
+            return posted
+        principal, action, body = posted
         ids, why = body.get("event_ids"), str(body.get("reason") or "").strip()
         if not isinstance(ids, list) or not 0 < len(ids) <= MAX_WAITING_IDS or not all(
             isinstance(i, str) and i for i in ids

@@ -29,17 +29,6 @@ class Movement:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class WaitingEvent:
-    event_id: str
-    event_type: str
-    queue: str
-    reason: str
-    waits_for: str
-    state: str  # waiting | released
-    first_waited_at: datetime
-
-
 async def find_user_account(conn: asyncpg.Connection, clerk_user_id: str) -> UserAccount | None:
     row = await db.fetchrow(conn, "find_user_account", clerk_user_id)
     if row is None:
@@ -60,18 +49,3 @@ async def list_user_movements(
         Movement(r["event_id"], r["kind"], r["delta"], r["reference"], r["reason"], r["created_at"])
         for r in rows
     ]
-
-
-async def list_user_waiting_events(
-    conn: asyncpg.Connection, clerk_user_id: str, limit: int
-) -> tuple[list[WaitingEvent], int]:
-    """The user's open waiting events, oldest first (at most `limit`), and how many in all."""
-    rows = await db.fetch(conn, "list_user_waiting_events", clerk_user_id, limit)
-    events = [
-        WaitingEvent(
-            r["event_id"], r["event_type"], r["queue"], r["reason"], r["waits_for"], r["state"],
-            r["first_waited_at"],
-        )  # fmt: skip
-        for r in rows
-    ]
-    return events, (rows[0]["total"] if rows else 0)
