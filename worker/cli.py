@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconcile", help="check every balance against its journal; exit 1 on drift")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("user", help="one user: balance, movements and why, waiting events")
+    p = sub.add_parser("user", help="one user: balance, debt, movements and why, waiting events")
     user = p.add_subparsers(dest="user_command", required=True)
     c = user.add_parser("show", help="balance, movements (newest first, paged), waiting events")
     c.add_argument("clerk_user_id", metavar="CLERK_ID")
@@ -193,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .ops.waiting_cli import add_command as add_waiting_command
 
     add_waiting_command(sub)  # waiting list|show|release|drop
+
+    from .ops.billing_cli import add_command as add_billing_command
+
+    add_billing_command(sub)  # billing show|regrant
 
     p = sub.add_parser("schema", help="print (or write) the events' JSON Schema")
     p.add_argument("--out", help=f"file to write, e.g. {ROOT / 'docs' / 'events.schema.json'}")
@@ -249,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
             from .ops.waiting_cli import run as run_waiting_command
 
             return run_waiting_command(args, settings)
+        if args.command == "billing":
+            from .ops.billing_cli import run as run_billing_command
+
+            return run_billing_command(args, settings)
         if args.command in ("dlq", "stats", "replay"):
             from .ops.commands import run as run_ops_command
 

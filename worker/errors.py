@@ -65,7 +65,8 @@ class MustWait(WorkerError):
     expiring Redis key) until what it waits for happens, then it is released to its queue.
 
     `waits_for` names what releases it: 'user:<clerk user id>', 'usage:<usage event id>',
-    'operation_type:<label>', 'cost:<label>', 'blob:<object id>' (worker/waiting.py)."""
+    'operation_type:<label>', 'cost:<label>', 'blob:<object id>', 'plan:<ref>',
+    'subscription:<id>', 'customer:<id>', 'payment:<id>' (worker/waiting.py)."""
 
     reason = "waiting"
 

@@ -219,6 +219,10 @@ ProviderEventId = Annotated[
 ProviderId = Annotated[str, StringConstraints(min_length=1, max_length=191, pattern=r"^[A-Za-z0-9_:.\-]+$")]
 
 
+Cents = Annotated[StrictInt, Field(ge=0, le=10**13)]
+BillingCycle = Literal["WEEKLY", "BIWEEKLY", "MONTHLY", "BIMONTHLY", "QUARTERLY", "SEMIANNUALLY", "YEARLY"]
+
+
 def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return _check_json(value, MAX_METADATA_BYTES, "metadata")
 
@@ -238,10 +242,44 @@ class BillingEvent(_Event):
     paymentId: ProviderId | None = None
     subscriptionId: ProviderId | None = None
     paymentLinkId: ProviderId | None = None
-    planId: _text(191) | None = None
+    planId: _text(191) | None = Field(
+        None, description="The plan externalReference names (\"Plan\".id, or an Asaas id in \"Plan\".asaasId)."
+    )
+    customerId: ProviderId | None = Field(None, description="The Asaas customer (cus_...).")
+    installmentId: ProviderId | None = Field(None, description="The installment plan a payment belongs to.")
+    installmentNumber: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
+    installmentCount: Annotated[StrictInt, Field(ge=1, le=1000)] | None = Field(
+        None, description="How many installments the plan has (externalReference, else the description)."
+    )
+    valueCents: Cents | None = Field(
+        None, description="The payment's value (a SUBSCRIPTION_ event: the subscription's), in cents."
+    )
+    refundedCents: Cents | None = Field(
+        None, description="What has been refunded of the payment so far (its refunds that are not cancelled)."
+    )
+    chargebackStatus: _text(64) | None = Field(
+        None, description="payment.chargeback.status: REQUESTED, IN_DISPUTE, DISPUTE_LOST, REVERSED, DONE."
+    )
+    paymentCreatedAt: UtcDatetime | None = Field(
+        None, description="When Asaas created the payment: payment.dateCreated, the start of that São Paulo day."
+    )
+    cycle: BillingCycle | None = Field(None, description="The subscription's billing cycle.")
+    nextDueDate: UtcDatetime | None = Field(None, description="The subscription's next due date.")
     metadata: Annotated[dict[str, Any] | None, AfterValidator(_check_metadata)] = Field(
         None, description="The provider's payload, stored as SubscriptionEvent.metadata."
     )
+
+    def payload_hash(self) -> str:
+        """Without the fields the ingress reads out of `metadata` since issue 17 (the payload
+        itself is hashed): an Asaas redelivery or a replay of an event recorded before them stays
+        a duplicate, not an idempotency conflict."""
+        return payload_hash(self.model_dump(mode="json", exclude=_DERIVED_BILLING_FIELDS))
+
+
+_DERIVED_BILLING_FIELDS = frozenset({
+    "customerId", "installmentId", "installmentNumber", "installmentCount", "valueCents",
+    "refundedCents", "chargebackStatus", "paymentCreatedAt", "cycle", "nextDueDate",
+})  # fmt: skip
 
 
 # --- storage ------------------------------------------------------------------------------------

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # go below zero (the app gates new work on the balance). `reject`: a debit that would take it
     # below zero is refused and stored — only meaningful for apps that publish before the work.
     overdraft_policy: Literal["reject", "allow"] = "allow"
+    # A refund or chargeback always takes its payment's credits back. `below_zero` (default):
+    # the balance may go below zero (the app gates on it). `clamp`: it stops at zero and the
+    # shortfall is recorded as a debt (worker.credit_debt) that the next credits pay first.
+    reversal_policy: Literal["below_zero", "clamp"] = "below_zero"
     starter_credits: int = 100
     default_feature_costs: dict[str, int] = {"AI_TEXT_CHAT": 5, "AI_IMAGE_GENERATION": 10}
 

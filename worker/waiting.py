@@ -19,6 +19,10 @@ What releases what (`waits_for`):
 | `operation_type:<label>` | the app's "OperationType" enum has the label | the sweep |
 | `cost:<label>` | a cost resolves for the label (featureCosts or the defaults) | the sweep |
 | `blob:<object id>` | `waiting_retry_ms` after it last waited (the size is asked for again) | the sweep |
+| `plan:<ref>` | a "Plan" with credits has `id` or `asaasId` = ref (a paid payment's plan) | the sweep |
+| `subscription:<id>` | the subscription names a plan (or a "Plan".asaasId is its id) | its SUBSCRIPTION_* event at once; the sweep |
+| `customer:<id>` | an event tied the Asaas customer to a Clerk user | that event at once; the sweep |
+| `payment:<id>` | never by itself: a payment no event ties to a user | `pedro-worker billing regrant` |
 
 Exactly once rests on `worker.event_log`, as everywhere: a released event is applied through its
 queue's normal path, so a release sent twice (a crash between the enqueue and the commit, a row
@@ -44,7 +48,9 @@ from .ledger.cost import CostError, feature_cost
 from .ledger.decide import WAITING, Outcome
 from .logs import get_logger
 from .publisher import build_message
+from .repo import billing as billing_repo
 from .repo import ledger as ledger_repo
+from .repo import subscriptions as subscriptions_repo
 from .repo import waiting as repo
 from .repo.waiting import WaitingRow
 from .settings import Settings
@@ -128,6 +134,12 @@ async def satisfied_keys(
                     ready.append(f"cost:{label}")
             except CostError:
                 pass
+    if plans := by_kind.get("plan"):
+        ready += [f"plan:{ref}" for ref in await billing_repo.plans_with_credits(conn, list(plans))]
+    if subs := by_kind.get("subscription"):
+        ready += [f"subscription:{s}" for s in await subscriptions_repo.with_plans(conn, list(subs))]
+    if customers := by_kind.get("customer"):
+        ready += [f"customer:{c}" for c in await billing_repo.known_customers(conn, list(customers))]
     if blobs := by_kind.get("blob"):
         retry_before = now - timedelta(milliseconds=settings.waiting_retry_ms)
         ready += [f"blob:{b}" for b, row in blobs.items() if row["last_waited_at"] <= retry_before]

@@ -1,10 +1,12 @@
 -- find_user_account --
--- One user as ops see it (`pedro-worker user show`): the "User" row and its balance (NULL when
--- the user has no "CreditBalance"). $1 clerk user id text
+-- One user as ops see it (`pedro-worker user show`, `billing show`): the "User" row, its balance
+-- (NULL when the user has no "CreditBalance") and what it owes (worker.credit_debt, 0 if nothing).
+-- $1 clerk user id text
 SELECT u.id AS user_id, u."clerkId" AS clerk_user_id, u.email, u."isActive" AS is_active,
-       cb."creditsRemaining" AS balance
+       cb."creditsRemaining" AS balance, COALESCE(d.amount, 0) AS debt
 FROM "User" u
 LEFT JOIN "CreditBalance" cb ON cb."userId" = u.id
+LEFT JOIN worker.credit_debt d ON d.user_id = u.id
 WHERE u."clerkId" = $1
 
 -- list_user_movements --

@@ -101,3 +101,17 @@ RETURNING old."isActive" AS was_active
 -- find_user_id --
 -- The "User".id of a Clerk user, if any. $1 clerkId text
 SELECT "id" FROM "User" WHERE "clerkId" = $1
+
+-- link_subscription_events --
+-- A user that exists now owns the "SubscriptionEvent" rows its billing events left without a
+-- "userId" (recorded before the user arrived); in the user event's transaction. Through
+-- "SubscriptionEvent_clerkUserId_idx". Returns how many rows were linked in its status.
+-- $1 clerkUserId text, $2 "User".id text
+UPDATE "SubscriptionEvent" SET "userId" = $2 WHERE "clerkUserId" = $1 AND "userId" IS NULL
+
+-- lock_user_link --
+-- Held from here to commit while a user event links the user's "SubscriptionEvent" rows: a
+-- billing event recording a row without "userId" meanwhile (it takes the shared lock before it
+-- looks the user up) either commits first, so the link sees its row, or waits for this commit,
+-- so it finds the user. $1 clerkUserId text
+SELECT pg_advisory_xact_lock(hashtextextended('pedro.user_link:' || $1, 0))

@@ -74,11 +74,13 @@ async def user_row(conn: asyncpg.Connection, clerk: str) -> dict[str, Any] | Non
 
 
 async def plan(
-    conn: asyncpg.Connection, plan_id: str, credits: int, *, asaas_id: str | None = None
+    conn: asyncpg.Connection, plan_id: str, credits: int, *, asaas_id: str | None = None,
+    billing_source: str = "manual", monthly_cents: int | None = None, yearly_cents: int | None = None,
 ) -> None:
     await conn.execute(
-        'INSERT INTO "Plan" (id, "asaasId", name, credits, "updatedAt") VALUES ($1, $2, $1, $3, now())',
-        plan_id, asaas_id, credits,
+        'INSERT INTO "Plan" (id, "asaasId", name, credits, "billingSource", "priceMonthlyCents", '
+        '"priceYearlyCents", "updatedAt") VALUES ($1, $2, $1, $3, $4, $5, $6, now())',
+        plan_id, asaas_id, credits, billing_source, monthly_cents, yearly_cents,
     )  # fmt: skip
 
 

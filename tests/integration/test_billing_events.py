@@ -107,34 +107,39 @@ async def test_a_refund_dated_before_the_payment_does_not_reverse_it(conn, setti
     assert await balance(conn, "user_pay") == 510
 
 
-async def test_reversal_that_would_overdraw_is_refused_under_the_reject_policy(
+async def test_a_reversal_after_spending_goes_below_zero_whatever_the_overdraft_policy(
     conn, settings, payer
 ):
     await apply(conn, settings, RECEIVED)
-    await conn.execute(
-        'UPDATE "CreditBalance" SET "creditsRemaining" = 100'
-    )  # credits spent meanwhile
+    await conn.execute('UPDATE "CreditBalance" SET "creditsRemaining" = 100')  # spent meanwhile
     await conn.execute("UPDATE worker.balance_opening SET opening = opening - 410")
     settings = settings.model_copy(update={"overdraft_policy": "reject"})
-    assert await apply(conn, settings, REFUNDED) == [(APPLIED, "insufficient_credits")]
+    assert await apply(conn, settings, REFUNDED) == [(APPLIED, "reversed_below_zero")]
 
-    assert await balance(conn, "user_pay") == 100
-    [refusal] = await rejections(conn, REFUNDED["id"])
-    assert refusal["reason"] == "insufficient_credits"
-    allow = settings.model_copy(update={"overdraft_policy": "allow"})
-    assert await apply(conn, allow, billing("PAYMENT_CHARGEBACK_REQUESTED", t=300)) == [
+    assert await balance(conn, "user_pay") == -400
+    assert await apply(conn, settings, billing("PAYMENT_CHARGEBACK_REQUESTED", t=300)) == [
         (APPLIED, "already_reversed")
     ]
+    assert await find_balance_drift(conn) == []
 
 
-async def test_payment_without_a_plan_is_recorded_without_credits_as_a_warning(
+async def test_a_paid_payment_without_a_plan_waits_and_is_granted_when_its_plan_appears(
     conn, settings, payer
 ):
+    event = billing("PAYMENT_RECEIVED", plan="plan_later")
+    assert await apply(conn, settings, event) == [(WAITING, "no_plan")]
+    assert await conn.fetchval("SELECT waits_for FROM worker.waiting") == "plan:plan_later"
+    assert await count(conn, '"SubscriptionEvent"') == 0
+    await plan(conn, "plan_later", 70)
+    assert await apply(conn, settings, event) == [(APPLIED, None)]
+    assert await balance(conn, "user_pay") == 80
+    assert await conn.fetchval('SELECT "planKey" FROM "SubscriptionEvent"') == "plan_later"
+
+
+async def test_a_subscription_payment_naming_no_plan_waits_for_its_subscription(conn, settings, payer):
     event = billing("PAYMENT_RECEIVED", plan=None, subscription="sub_unknown")
-    assert await apply(conn, settings, event) == [(APPLIED, "no_plan")]
-    assert await balance(conn, "user_pay") == 10
-    row = await conn.fetchrow('SELECT * FROM "SubscriptionEvent" WHERE id = $1', event["id"])
-    assert row["planKey"] is None and row["eventType"] == "PAYMENT_RECEIVED"
+    assert await apply(conn, settings, event) == [(WAITING, "no_plan")]
+    assert await conn.fetchval("SELECT waits_for FROM worker.waiting") == "subscription:sub_unknown"
 
 
 async def test_plan_found_by_its_asaas_id_when_the_reference_has_no_plan_id(conn, settings, payer):
@@ -145,19 +150,19 @@ async def test_plan_found_by_its_asaas_id_when_the_reference_has_no_plan_id(conn
     assert await conn.fetchval('SELECT "planKey" FROM "SubscriptionEvent"') == "plan_basic"
 
 
-async def test_one_off_payments_and_subscription_events_are_recorded_without_credits(
+async def test_a_one_off_payment_naming_no_plan_and_subscription_events_grant_nothing(
     conn, settings, payer
 ):
-    one_off = billing("PAYMENT_RECEIVED", subscription=None, payment="pay_single")
+    one_off = billing("PAYMENT_RECEIVED", subscription=None, plan=None, payment="pay_single")
     created = billing("SUBSCRIPTION_CREATED", payment=None, status="ACTIVE")
     assert await apply(conn, settings, one_off, created) == [(APPLIED, None), (APPLIED, None)]
     assert await balance(conn, "user_pay") == 10
     rows = await conn.fetch(
-        'SELECT "userId", "clerkUserId", status FROM "SubscriptionEvent" ORDER BY status'
+        'SELECT "userId", "clerkUserId", status, "planKey" FROM "SubscriptionEvent" ORDER BY status'
     )
-    assert [(r["clerkUserId"], r["status"]) for r in rows] == [
-        ("user_pay", "ACTIVE"),
-        ("user_pay", "RECEIVED"),
+    assert [(r["clerkUserId"], r["status"], r["planKey"]) for r in rows] == [
+        ("user_pay", "ACTIVE", "plan_pro"),
+        ("user_pay", "RECEIVED", None),
     ]
     assert all(r["userId"] is not None for r in rows)
 
@@ -175,12 +180,21 @@ async def test_grant_for_a_user_not_created_yet_waits_and_writes_nothing(conn, s
     assert await balance(conn, "user_pay") == 500
 
 
-async def test_event_naming_no_clerk_user_is_still_recorded_and_grants_nothing(conn, settings, payer):
+async def test_a_payment_naming_no_clerk_user_waits_until_ops_regrant_or_its_customer_is_known(
+    conn, settings, payer
+):
     anonymous = billing("PAYMENT_RECEIVED", clerk=None, payment="pay_anon")
-    assert await apply(conn, settings, anonymous) == [(APPLIED, "no_clerk_user")]
-    row = await conn.fetchrow('SELECT "clerkUserId", "userId" FROM "SubscriptionEvent" WHERE id = $1', anonymous["id"])
-    assert (row["clerkUserId"], row["userId"]) == ("", None)
+    assert await apply(conn, settings, anonymous) == [(WAITING, "no_clerk_user")]
+    assert await conn.fetchval("SELECT waits_for FROM worker.waiting") == "payment:pay_anon"
     assert await journal(conn) == []
+    with_customer = billing("PAYMENT_RECEIVED", clerk=None, payment="pay_cus") | {"customerId": "cus_1"}
+    assert await apply(conn, settings, with_customer) == [(WAITING, "no_clerk_user")]
+    # a subscription event names the customer's user: the payment is granted when it is released
+    named = billing("SUBSCRIPTION_UPDATED", payment=None, subscription="sub_2", status="ACTIVE") | {"customerId": "cus_1"}
+    assert await apply(conn, settings, named, with_customer) == [(APPLIED, None), (APPLIED, None)]
+    assert await journal(conn) == [("grant/pay_cus", "grant", 500)]
+    row = await conn.fetchrow('SELECT "clerkUserId", "userId" FROM "SubscriptionEvent" WHERE id = $1', with_customer["id"])
+    assert row["clerkUserId"] == "user_pay" and row["userId"] is not None
 
 
 async def test_a_payment_for_a_balance_held_elsewhere_waits_and_is_granted_once(

@@ -305,3 +305,32 @@ async def test_created_at_comes_from_clerk_and_defaults_to_the_insert_time(conn,
     }
     assert created["user_t"] == signed_up.replace(tzinfo=None)  # UTC, as Prisma stores it; kept
     assert before - timedelta(seconds=5) <= created["user_now"] <= before + timedelta(seconds=5)
+
+
+async def _subscription_event(conn, event_id: str, clerk: str) -> None:
+    """A billing event's row as the billing worker records it before the user exists."""
+    await conn.execute(
+        'INSERT INTO "SubscriptionEvent" (id, "userId", "clerkUserId", status, "eventType", metadata) '
+        "VALUES ($1, NULL, $2, 'CONFIRMED', 'PAYMENT_CONFIRMED', '{}')", event_id, clerk,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("arrives", ["created", "updated"])
+async def test_billing_events_recorded_before_the_user_get_its_id_when_it_arrives(
+    conn, broker, worker, arrives
+):
+    await _subscription_event(conn, "evt_early_1", "user_se")
+    await _subscription_event(conn, "evt_early_2", "user_se")
+    await _subscription_event(conn, "evt_other", "user_other")
+    owners = 'SELECT id, "userId" FROM "SubscriptionEvent" ORDER BY id'
+    assert [r["userId"] for r in await conn.fetch(owners)] == [None, None, None]
+
+    event = user_created("user_se", t=0) if arrives == "created" else user_updated("user_se", t=0)
+    Publisher(broker).publish(event)  # the worker's role: it may update "SubscriptionEvent"
+    worker.drain()
+
+    the_user = await user_id(conn, "user_se")
+    assert the_user is not None
+    assert {r["id"]: r["userId"] for r in await conn.fetch(owners)} == {
+        "evt_early_1": the_user, "evt_early_2": the_user, "evt_other": None,
+    }  # fmt: skip

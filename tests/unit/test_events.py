@@ -80,3 +80,15 @@ def test_docs_json_schema_is_up_to_date():
 )
 def test_details_postgres_cannot_store_are_refused(details):
     assert "details" in reason(details=details)
+
+
+def test_a_billing_event_hashes_as_before_the_fields_read_out_of_its_metadata():
+    from worker.events import BillingEvent
+
+    base = {"type": "billing.event", "id": "evt_1&2", "clerkUserId": "user_1", "eventType": "PAYMENT_RECEIVED",
+            "status": "RECEIVED", "occurredAt": "2026-11-01T12:00:00+00:00", "paymentId": "pay_1",
+            "metadata": {"payment": {"value": 49.9}}}  # fmt: skip
+    richer = base | {"valueCents": 4990, "customerId": "cus_1", "cycle": "MONTHLY"}
+    assert BillingEvent.model_validate(base).payload_hash() == BillingEvent.model_validate(richer).payload_hash()
+    other = base | {"metadata": {"payment": {"value": 50}}}
+    assert BillingEvent.model_validate(base).payload_hash() != BillingEvent.model_validate(other).payload_hash()

@@ -1,14 +1,25 @@
-"""Queue `billing`: one "SubscriptionEvent" row per provider event, credits per payment.
+"""Queue `billing`: one "SubscriptionEvent" row per Asaas event, credits per payment.
 
-Per event (in its own transaction, after its claim):
-  lock the user's balance -> lock the payment's state -> decide (payments.py, pure)
-  -> journal movements + balance -> payment state -> "SubscriptionEvent" row.
+A SUBSCRIPTION_* event keeps its subscription's state (subscriptions.py). A payment event, in
+its own transaction after its claim:
 
-A grant-type event for a Clerk user the worker does not know yet waits in `worker.waiting`
-(`unknown_user`), as usage does, until the user's `user.created` releases it.
+  whose is it (its reference, else its subscription's or customer's user) -> lock the balance
+  -> lock the payment's facts, merge the event into them (payments.py, pure)
+  -> lock the grant -> a confirmation grants the plan's credits if nothing was granted yet
+  -> move the grant's reversal to what the facts say now -> journal, balance, debt
+  -> "SubscriptionEvent" row (planKey: the matched "Plan".id).
+
+A confirmed payment that cannot be granted *yet* waits in `worker.waiting` (never final):
+`no_clerk_user` (until an event ties its customer to a Clerk user, `customer:<id>`),
+`no_plan` (until its plan exists with credits, `plan:<ref>`, or its subscription names one,
+`subscription:<id>`), `unknown_user` (until the user's user.created, `user:<id>`).
+`pedro-worker billing regrant` decides a payment's grant again (worker/ops).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -20,116 +31,228 @@ from ..repo import billing as repo
 from ..repo import ledger as ledger_repo
 from ..repo.users import find_user_id
 from ..settings import Settings
-from .each import Family, reject
-from .payments import GRANT, GRANT_EVENTS, REVERSAL, REVERSAL_EVENTS, WARNINGS, Kind, decide_payment
+from . import subscriptions
+from .each import Family
+from .payments import (
+    GRANT_EVENTS, PARTIALLY_REFUNDED, REVERSAL_EVENTS, WARNINGS, GrantState, Movement,
+    PaymentFacts, PlanTerms, Settlement, infer_cycle, merge, move_to_target, new_grant,
+    reversal_target,
+)  # fmt: skip
 
 
-def payment_kind(event: BillingEvent) -> Kind | None:
-    """Which credit rule an event triggers: grants need a subscription payment."""
-    if event.paymentId is None:
+class PaymentResult(NamedTuple):
+    clerk_user_id: str | None
+    user_id: str | None
+    plan_id: str | None
+    note: str | None
+
+
+class RegrantResult(NamedTuple):
+    note: str  # granted, already_granted, not_paid, unknown_payment, or why it still waits
+    detail: str | None
+
+
+class _Books:
+    """One user's balance and debt while a payment event moves credits."""
+
+    def __init__(self, account: Account, debt: int) -> None:
+        self.account, self.balance, self.debt, self.opening_debt = account, account.balance, debt, debt
+        self.plan = LedgerPlan()
+        self.plan.openings[account.user_id] = account.balance
+
+    def write(self, grant_id: str, settlement: Settlement) -> None:
+        for m in settlement.movements:
+            refund_of = None if m.kind == "grant" else f"grant/{grant_id}"
+            self.plan.journal_rows.append(
+                (m.key, self.account.user_id, m.kind, m.delta, refund_of, grant_id, m.reason)
+            )
+            self.balance += m.delta
+        self.debt = settlement.debt
+
+    async def commit(self, conn: asyncpg.Connection) -> None:
+        if self.plan.journal_rows:
+            self.plan.balance_deltas[self.account.balance_id] = self.balance - self.account.balance
+            await ledger_repo.write_ledger(conn, self.plan)
+        if self.debt != self.opening_debt:
+            await repo.save_debt(conn, self.account.user_id, self.debt)
+
+
+async def _plan_of(conn: asyncpg.Connection, facts: PaymentFacts) -> tuple[PlanTerms | None, str | None, str | None]:
+    """(plan, cycle, what to wait for when there is none). No plan and nothing to wait for: not
+    a credit payment (a one-off payment that names no plan)."""
+    ref, cycle, subscription_named = facts.plan_ref, None, False
+    if facts.kind == "subscription":
+        ref, cycle, subscription_named = await subscriptions.plan_for_payment(conn, facts)
+    ref = facts.plan_override or ref
+    asaas_ids = [i for i in (facts.payment_link_id, facts.subscription_id) if i]
+    plan = await repo.find_plan(conn, ref, asaas_ids)
+    if plan is not None and plan.credits > 0:
+        return plan, infer_cycle(cycle, plan, facts.value_cents) if facts.kind == "subscription" else None, None
+    if plan is not None:
+        return None, None, f"plan:{plan.plan_id}"
+    if ref:
+        return None, None, f"plan:{ref}"
+    if facts.kind == "subscription" and not subscription_named:
+        return None, None, f"subscription:{facts.subscription_id}"
+    return None, None, None
+
+
+async def _grant(
+    conn: asyncpg.Connection, facts: PaymentFacts, account: Account | None, books: _Books | None
+) -> Settlement | None:
+    """The payment's first grant, or None if it is not a credit payment. Raises MustWait for
+    what it still needs."""
+    plan, cycle, plan_wait = await _plan_of(conn, facts)
+    if plan is None and plan_wait is None:
         return None
-    if event.eventType in GRANT_EVENTS and event.subscriptionId is not None:
-        return GRANT
-    if event.eventType in REVERSAL_EVENTS:
-        return REVERSAL
-    return None
+    if facts.clerk_user_id is None:
+        key = f"customer:{facts.customer_id}" if facts.customer_id else f"payment:{facts.payment_id}"
+        raise MustWait("no_clerk_user", key, f"payment {facts.payment_id} names no Clerk user, "
+                       "nor does its subscription or customer")  # fmt: skip
+    if plan is None:
+        assert plan_wait is not None
+        raise MustWait("no_plan", plan_wait, f"payment {facts.payment_id}: no plan with credits "
+                       f"for {plan_wait.partition(':')[2]} yet")  # fmt: skip
+    if account is None or books is None:
+        raise MustWait("unknown_user", f"user:{facts.clerk_user_id}",
+                       f"no user {facts.clerk_user_id} yet (its user.created is not in)")  # fmt: skip
+    return new_grant(facts, plan, cycle, balance=books.balance, debt=books.debt)
 
 
-def journal_id(kind: str, payment_id: str) -> str:
-    """The journal key of a payment's grant or reversal: at most one of each, ever. The '/'
-    cannot occur in a usage event id, so the two key spaces never collide."""
-    return f"{kind}/{payment_id}"
+async def _lock_books(conn: asyncpg.Connection, clerk_user_id: str | None) -> tuple[Account | None, _Books | None]:
+    if clerk_user_id is None:
+        return None, None
+    account = (await ledger_repo.lock_accounts(conn, [clerk_user_id])).get(clerk_user_id)
+    if account is None:
+        return None, None
+    return account, _Books(account, await repo.read_debt(conn, account.user_id))
 
 
-def movement_reason(kind: str, event: BillingEvent, plan_id: str | None) -> str:
-    """Why a payment moved credits: the plan a grant gave, the Asaas event that reversed it
-    (e.g. PAYMENT_REFUNDED). A refund or chargeback that arrived before its payment is applied
-    by the payment's event, which cannot name it: the reason says so."""
-    if kind == GRANT:
-        return f"plan {plan_id}"
-    if event.eventType in REVERSAL_EVENTS:
-        return event.eventType
-    return f"refund or chargeback that arrived before {event.eventType}"
+async def _settle_reversal(
+    conn: asyncpg.Connection, facts: PaymentFacts, grant: GrantState, books: _Books,
+    settings: Settings, why: str,
+) -> tuple[GrantState, str | None, bool]:  # fmt: skip
+    """Move the grant's reversal to what its payments' facts say now."""
+    parts = await repo.installment_payments(conn, facts.installment_id) if facts.installment_id else [facts]
+    target, unknown = reversal_target(grant.credits, parts)
+    settlement = move_to_target(grant, target, balance=books.balance, debt=books.debt,
+                                policy=settings.reversal_policy, why=why)  # fmt: skip
+    books.write(grant.grant_id, settlement)
+    return settlement.grant, settlement.note, unknown
 
 
-async def _write_movements(
-    conn: asyncpg.Connection,
-    event: BillingEvent,
-    plan_id: str | None,
-    account: Account,
-    movements: list[tuple[str, int]],
-) -> None:
-    """The payment's journal movements; each refers to the Asaas payment id."""
-    payment_id = event.paymentId
-    assert payment_id is not None
-    plan = LedgerPlan()
-    plan.openings[account.user_id] = account.balance
-    for kind, delta in movements:
-        refund_of = journal_id(GRANT, payment_id) if kind == REVERSAL else None
-        reason = movement_reason(kind, event, plan_id)
-        plan.journal_rows.append(
-            (journal_id(kind, payment_id), account.user_id, kind, delta, refund_of,
-             payment_id, reason)
-        )  # fmt: skip
-        plan.balance_deltas[account.balance_id] = (
-            plan.balance_deltas.get(account.balance_id, 0) + delta
-        )
-    await ledger_repo.write_ledger(conn, plan)
+async def _apply_payment_event(
+    conn: asyncpg.Connection, event: BillingEvent, settings: Settings
+) -> PaymentResult:
+    assert event.paymentId is not None
+    stored = await repo.read_payment(conn, event.paymentId)
+    clerk = (event.clerkUserId or (stored and stored.clerk_user_id)
+             or await subscriptions.clerk_user_of(conn, event.subscriptionId, event.customerId))  # fmt: skip
+    account, books = await _lock_books(conn, clerk)
+    facts = await repo.lock_payment(conn, event.paymentId)
+    if facts.clerk_user_id and event.clerkUserId and facts.clerk_user_id != event.clerkUserId:
+        return PaymentResult(event.clerkUserId, None, None, "payment_user_mismatch")
+    facts = merge(facts, event, clerk)
+    await repo.save_payment(conn, facts)
+    if facts.customer_id and facts.clerk_user_id:
+        await repo.remember_customer(conn, facts.customer_id, facts.clerk_user_id)
+    await subscriptions.note_payment(conn, facts)
 
-
-async def _apply_payment_rule(
-    conn: asyncpg.Connection,
-    event: BillingEvent,
-    kind: Kind,
-    account: Account | None,
-    settings: Settings,
-) -> tuple[str | None, str | None]:
-    """Grant or reverse the payment's credits. Returns (note, plan id)."""
-    assert event.paymentId is not None and event.clerkUserId is not None
-    state = await repo.lock_payment(conn, event.paymentId, event.clerkUserId)
-    if state.clerk_user_id not in (None, event.clerkUserId):
-        return "payment_user_mismatch", state.plan_id
-    plan = None
-    if kind == GRANT and state.grant_outcome is None:
-        asaas_ids = [i for i in (event.paymentLinkId, event.subscriptionId) if i]
-        plan = await repo.find_plan(conn, event.planId, asaas_ids)
-    decision = decide_payment(
-        state, kind=kind, at=event.occurredAt, plan=plan,
-        balance=account.balance if account else 0, policy=settings.overdraft_policy,
-    )  # fmt: skip
-    if decision.movements:
-        assert account is not None  # a grant needs the account; a reversal follows a grant
-        await _write_movements(conn, event, decision.state.plan_id, account, decision.movements)
-    await repo.save_payment(conn, event.paymentId, decision.state)
-    if decision.note in ("insufficient_credits", "balance_out_of_range"):
-        detail = f"payment {event.paymentId}: balance {account.balance if account else None}"
-        await reject(conn, event, event.id, decision.note, detail)
-    return decision.note, decision.state.plan_id
+    grant = await repo.lock_grant(conn, facts.grant_id)
+    note: str | None = None
+    why = event.eventType
+    if event.eventType in GRANT_EVENTS and (grant is None or grant.outcome == "refused"):
+        settlement = await _grant(conn, facts, account, books)
+        if settlement is None:
+            return PaymentResult(clerk, account and account.user_id, None, None)
+        assert books is not None
+        books.write(facts.grant_id, settlement)
+        grant, note = settlement.grant, settlement.note
+        why = f"refund or chargeback that arrived before {event.eventType}"
+    if grant is not None and grant.outcome == "granted" and books is not None:
+        grant, moved, unknown = await _settle_reversal(conn, facts, grant, books, settings, why)
+        note = moved or note
+        if unknown and event.eventType == PARTIALLY_REFUNDED:
+            note = "refund_amount_unknown"
+        elif moved is None and event.eventType in REVERSAL_EVENTS and note is None:
+            note = "already_reversed" if grant.reversed_credits else "nothing_to_reverse"
+    elif event.eventType in REVERSAL_EVENTS:
+        note = "reversal_before_grant"  # kept in the payment's facts: applied when it is granted
+    if grant is not None and books is not None:
+        await books.commit(conn)
+        await repo.save_grant(conn, grant, books.account.clerk_user_id, books.account.user_id)
+    return PaymentResult(clerk, account and account.user_id, grant and grant.plan_id, note)
 
 
 async def record_billing_event(
     conn: asyncpg.Connection, event: BillingEvent, settings: Settings
 ) -> Outcome:
-    kind = payment_kind(event)
-    account: Account | None = None
-    user_id: str | None = None
-    note: str | None = None
-    plan_key = event.planId
-    if event.clerkUserId is not None:
-        if kind is not None:
-            accounts = await ledger_repo.lock_accounts(conn, [event.clerkUserId])
-            account = accounts.get(event.clerkUserId)
-        user_id = account.user_id if account else await find_user_id(conn, event.clerkUserId)
-        if kind == GRANT and account is None:
-            raise MustWait("unknown_user", f"user:{event.clerkUserId}",
-                           f"no user {event.clerkUserId} yet (its user.created is not in)")
-    if kind is not None and event.clerkUserId is None:
-        note = "no_clerk_user"
-    elif kind is not None:
-        note, plan_id = await _apply_payment_rule(conn, event, kind, account, settings)
-        plan_key = plan_id or plan_key
-    await repo.insert_subscription_event(conn, event, user_id, plan_key)
+    clerk, user_id, plan_key, note = event.clerkUserId, None, None, None
+    if subscriptions.is_subscription_event(event):
+        plan_key = await subscriptions.apply_subscription_event(conn, event)
+    elif event.paymentId is not None:
+        clerk, user_id, plan_key, note = await _apply_payment_event(conn, event, settings)
+    if user_id is None and clerk is not None:
+        await repo.lock_user_link_shared(conn, clerk)  # the user's creation links it otherwise
+        user_id = await find_user_id(conn, clerk)
+    await repo.insert_subscription_event(conn, event, clerk, user_id, plan_key)
     return Outcome(event.id, APPLIED, note)
 
 
-BILLING = Family("billing", billing_event_adapter, record_billing_event, warnings=WARNINGS)
+async def regrant(
+    conn: asyncpg.Connection, payment_id: str, settings: Settings, plan_ref: str | None = None
+) -> RegrantResult:
+    """Decide a payment's grant again from its stored facts. `plan_ref`: the plan ops name for
+    it, kept on the payment (its events that still wait use it when they are released). Journal
+    keys keep it to one grant per payment."""
+    try:
+        async with conn.transaction():
+            await ledger_repo.limit_lock_wait(conn, settings.lock_wait_ms)
+            stored = await repo.read_payment(conn, payment_id)
+            if stored is None and plan_ref is None:
+                return RegrantResult("no_facts", "no event of this payment has applied yet")
+            clerk = stored and (stored.clerk_user_id or await subscriptions.clerk_user_of(
+                conn, stored.subscription_id, stored.customer_id))  # fmt: skip
+            account, books = await _lock_books(conn, clerk)
+            facts = await repo.lock_payment(conn, payment_id)
+            facts = replace(facts, clerk_user_id=facts.clerk_user_id or clerk,
+                            plan_override=plan_ref or facts.plan_override)  # fmt: skip
+            await repo.save_payment(conn, facts)
+            grant = await repo.lock_grant(conn, facts.grant_id)
+            if grant is not None and grant.outcome == "granted":
+                return RegrantResult("already_granted", f"plan {grant.plan_id}, {grant.credits} credits")
+            if facts.paid_at is None:
+                return RegrantResult("not_paid", "no PAYMENT_CONFIRMED or PAYMENT_RECEIVED has applied")
+            settlement = await _grant(conn, facts, account, books)
+            if settlement is None:
+                return RegrantResult("no_plan", "the payment names no plan (pass --plan)")
+            assert books is not None
+            books.write(facts.grant_id, settlement)
+            grant, moved, _ = await _settle_reversal(
+                conn, facts, settlement.grant, books, settings,
+                "refund or chargeback recorded before the regrant",
+            )  # fmt: skip
+            await books.commit(conn)
+            await repo.save_grant(conn, grant, books.account.clerk_user_id, books.account.user_id)
+            return RegrantResult(grant.note if grant.outcome == "refused" else "granted",
+                                 f"plan {grant.plan_id}, {grant.credits} credits"
+                                 + (f" ({moved})" if moved else ""))  # fmt: skip
+    except MustWait as exc:
+        return RegrantResult(exc.reason, exc.detail)
+
+
+def releases(raw: Any) -> list[str]:
+    """What an applied billing event releases at once: payments waiting for its subscription's
+    plan, and for its customer's Clerk user (worker/waiting.py)."""
+    keys = []
+    if not isinstance(raw, dict):
+        return keys
+    if str(raw.get("eventType", "")).startswith("SUBSCRIPTION_") and raw.get("subscriptionId"):
+        keys.append(f"subscription:{raw['subscriptionId']}")
+    if raw.get("customerId") and raw.get("clerkUserId"):
+        keys.append(f"customer:{raw['customerId']}")
+    return keys
+
+
+BILLING = Family("billing", billing_event_adapter, record_billing_event, warnings=WARNINGS,
+                 releases=releases)  # fmt: skip

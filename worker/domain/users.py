@@ -11,6 +11,8 @@ time. Rules:
 - deleted: "User".isActive = false for good, email and name cleared (the address is free for a
   new sign-up); before the user exists it is remembered, and the user is then created inactive,
   without email or name; a profile arriving after the delete never writes them back;
+- billing events recorded before the user existed ("SubscriptionEvent"."userId" NULL) get the
+  user's id when a created or updated event makes sure it exists;
 - an email another user holds never blocks an account: the user is created without it (an
   existing one keeps its previous email), the event applies with the note `email_conflict`, and
   a `worker.rejection` row of that reason lets ops see it.
@@ -80,6 +82,8 @@ async def _upsert(
         active=not deleted, created_at=event.createdAt,
     )  # fmt: skip
     user_id, balance_id, conflict = await _write_profile(conn, event, profile)
+    # billing events recorded before the user existed (or before the app created it) get its id
+    await repo.link_subscription_events(conn, event.clerkUserId, user_id)
     starter_granted = True
     if balance_id is not None and settings.starter_credits:
         starter_granted = await repo.grant_starter_credits(

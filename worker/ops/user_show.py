@@ -76,6 +76,7 @@ async def user_view(
             "is_active": account.is_active,
         },
         "balance": None if account is None else account.balance,
+        "debt": None if account is None else account.debt,
         "movements": [_movement(m) for m in page],
         "next_cursor": encode_cursor(page[-1]) if more else None,
         "waiting": [_waiting(w, now) for w in waiting],
@@ -99,13 +100,14 @@ def _waiting(w: asyncpg.Record, now: datetime) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _cell(value: object, width: int) -> str:
+def cell(value: object, width: int) -> str:
     """One table cell: control characters shown as '·', long text cut with '…'."""
     text = "-" if value is None else "".join(c if c.isprintable() else "·" for c in str(value))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _at(iso: str) -> str:
+def utc_time(iso: str) -> str:
+    """An ISO time as `2026-11-25 15:00:00.000Z`, the way the tables of these commands show it."""
     return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -118,6 +120,8 @@ def text_lines(view: dict[str, Any], *, limit: int) -> list[str]:
                      f"email={user['email'] or '-'}  {state}")  # fmt: skip
         balance = view["balance"]
         lines.append(f"balance   {'no CreditBalance row' if balance is None else balance}")
+        if view["debt"]:
+            lines.append(f"debt      {view['debt']}  (the next credits given pay it first)")
         lines.append("")
         lines.append("movements (newest first)")
         if view["movements"]:
@@ -127,8 +131,8 @@ def text_lines(view: dict[str, Any], *, limit: int) -> list[str]:
             lines.append("  none" if view["next_cursor"] is None else "  none on this page")
         for m in view["movements"]:
             lines.append(
-                f"  {_at(m['at']):<24}  {m['kind']:<14} {m['delta']:>+8}  "
-                f"{_cell(m['reference'], 24):<24}  {_cell(m['reason'], 32):<32}  {_cell(m['event_id'], 200)}"
+                f"  {utc_time(m['at']):<24}  {m['kind']:<14} {m['delta']:>+8}  "
+                f"{cell(m['reference'], 24):<24}  {cell(m['reason'], 32):<32}  {cell(m['event_id'], 200)}"
             )  # fmt: skip
         if view["next_cursor"] is not None:
             lines.append(f"  more: pedro-worker user show {view['clerk_user_id']} --limit {limit} "
@@ -141,8 +145,8 @@ def text_lines(view: dict[str, Any], *, limit: int) -> list[str]:
                      f"{'WAITS FOR':<32}  EVENT ID")  # fmt: skip
     for w in view["waiting"]:
         lines.append(
-            f"  {format_age(w['age_seconds']):>7}  {w['state']:<8}  {_cell(w['event_type'], 24):<24}  "
-            f"{_cell(w['reason'], 24):<24}  {_cell(w['waits_for'], 32):<32}  {_cell(w['event_id'], 200)}"
+            f"  {format_age(w['age_seconds']):>7}  {w['state']:<8}  {cell(w['event_type'], 24):<24}  "
+            f"{cell(w['reason'], 24):<24}  {cell(w['waits_for'], 32):<32}  {cell(w['event_id'], 200)}"
         )  # fmt: skip
     return lines
 

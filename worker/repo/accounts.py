@@ -17,12 +17,13 @@ class UserAccount:
     email: str | None
     is_active: bool
     balance: int | None  # None: the user has no "CreditBalance"
+    debt: int = 0  # what a reversal could not take back (worker.credit_debt)
 
 
 @dataclass(frozen=True)
 class Movement:
     event_id: str
-    kind: str  # usage, refund, adjustment, grant, grant_reversal, starter
+    kind: str  # usage, refund, adjustment, starter, grant, grant_reversal, grant_restore, …
     delta: int
     reference: str | None  # what it refers to: the usage refunded, the payment granted, …
     reason: str | None  # why: the operation, an adjustment's reason, the plan, …
@@ -34,8 +35,9 @@ async def find_user_account(conn: asyncpg.Connection, clerk_user_id: str) -> Use
     if row is None:
         return None
     return UserAccount(
-        row["user_id"], row["clerk_user_id"], row["email"], row["is_active"], row["balance"]
-    )
+        row["user_id"], row["clerk_user_id"], row["email"], row["is_active"], row["balance"],
+        row["debt"],
+    )  # fmt: skip
 
 
 async def list_user_movements(

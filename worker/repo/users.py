@@ -91,3 +91,11 @@ async def deactivate_user(conn: asyncpg.Connection, clerk_id: str) -> bool:
 
 async def find_user_id(conn: asyncpg.Connection, clerk_id: str) -> str | None:
     return await db.fetchval(conn, "find_user_id", clerk_id)
+
+
+async def link_subscription_events(conn: asyncpg.Connection, clerk_id: str, user_id: str) -> int:
+    """Fill in "SubscriptionEvent"."userId" where this Clerk user's rows have none; how many.
+    Holds the user's link lock until commit (billing takes it shared: no row slips between)."""
+    await db.execute(conn, "lock_user_link", clerk_id)
+    status = await db.execute(conn, "link_subscription_events", clerk_id, user_id)
+    return int(status.rsplit(" ", 1)[-1])

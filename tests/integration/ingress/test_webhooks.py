@@ -64,6 +64,13 @@ def post_asaas(ingress, payload, token=ASAAS_TOKEN):
     )
 
 
+def queued_events(settings, queue="storage"):
+    """The event lists of the messages waiting in a queue of the test (nothing consumes them)."""
+    client = redis.Redis.from_url(settings.require_redis_url())
+    raw = client.hvals(f"{settings.redis_namespace}:{queue}.msgs")
+    return [json.loads(m)["args"][0] for m in raw]
+
+
 async def test_asaas_with_a_wrong_or_missing_token_is_401_and_nothing_is_enqueued(
     ingress, settings
 ):
@@ -196,6 +203,118 @@ async def test_malformed_asaas_payloads_are_200_stored_once_as_rejections_and_th
                       "events|billing|applied|": 1}  # fmt: skip
 
 
+# What else an Asaas payload says becomes fields of its billing.event (issue 17): payloads shaped
+# as Asaas documents them ("Parcela 2 de 3." is how Asaas describes an installment).
+ASAAS_INSTALLMENT_PAYMENT = {
+    "id": "evt_05b708f961d739ea7eba7e4db318f621&7761645",
+    "event": "PAYMENT_CONFIRMED",
+    "dateCreated": "2024-11-15 08:09:19",
+    "payment": {
+        "object": "payment", "id": "pay_ypbjh88hwo91pyu2", "dateCreated": "2024-11-15",
+        "customer": "cus_000006350698", "subscription": None,
+        "installment": "2765d086-c7c5-5cca-898a-4262d212587c", "installmentNumber": 2,
+        "paymentLink": None, "value": 33.33, "netValue": 32.34, "originalValue": None,
+        "interestValue": None, "description": "Parcela 2 de 3. Pacote de 300 créditos",
+        "billingType": "CREDIT_CARD", "status": "CONFIRMED", "dueDate": "2024-12-15",
+        "originalDueDate": "2024-12-15", "paymentDate": None, "clientPaymentDate": "2024-11-15",
+        "confirmedDate": "2024-11-15", "creditDate": "2025-01-14", "externalReference": "user_asaas",
+        "deleted": False, "anticipated": False, "refunds": None, "chargeback": None,
+    },
+}  # fmt: skip
+
+ASAAS_SUBSCRIPTION_UPDATED = {
+    "id": "evt_6561b631fa5580caadd00bbe3b858607&9207",
+    "event": "SUBSCRIPTION_UPDATED",
+    "dateCreated": "2024-11-02 09:30:00",
+    "subscription": {
+        "object": "subscription", "id": "sub_VXJBYgP2u0eO", "dateCreated": "16/10/2024",
+        "customer": "cus_G7Dvo4iphUNk", "paymentLink": None, "value": 479.0, "nextDueDate": "12/06/2025",
+        "cycle": "YEARLY", "description": "Plano Pro anual", "billingType": "CREDIT_CARD",
+        "deleted": False, "status": "ACTIVE", "sendPaymentByPostalService": False,
+        "externalReference": json.dumps({"clerkUserId": "user_asaas", "planId": "plan_pro_yearly"}),
+    },
+}  # fmt: skip
+
+
+def partially_refunded() -> dict:
+    payload = asaas_event("PAYMENT_PARTIALLY_REFUNDED", "evt_ccc&3", "2024-06-22 10:00:00", "RECEIVED")
+    payload["payment"]["refunds"] = [
+        {"dateCreated": "2024-06-20 10:28:40", "status": "DONE", "value": 10.0,
+         "description": "Reembolso parcial", "transactionReceiptUrl": "https://www.asaas.com/comprovantes/6677732109104548"},
+        {"dateCreated": "2024-06-21 11:00:00", "status": "CANCELLED", "value": 20.0, "description": None},
+        {"dateCreated": "2024-06-22 09:59:00", "status": "PENDING", "value": 5.45, "description": None},
+    ]  # fmt: skip
+    return payload
+
+
+def charged_back() -> dict:
+    payload = asaas_event("PAYMENT_CHARGEBACK_REQUESTED", "evt_ddd&4", "2024-07-01 12:00:00",
+                          "CHARGEBACK_REQUESTED")  # fmt: skip
+    payload["payment"]["chargeback"] = {"status": "REQUESTED", "reason": "PROCESS_ERROR"}
+    return payload
+
+
+NEW_FIELDS = ("customerId", "installmentId", "installmentNumber", "installmentCount", "valueCents",
+              "refundedCents", "chargebackStatus", "paymentCreatedAt", "cycle", "nextDueDate")  # fmt: skip
+
+
+async def test_asaas_payloads_fill_the_billing_events_customer_installment_money_and_dates(
+    ingress, settings
+):
+    payloads = [ASAAS_PAYMENT, ASAAS_INSTALLMENT_PAYMENT, partially_refunded(), charged_back(),
+                ASAAS_SUBSCRIPTION_UPDATED]  # fmt: skip
+    for payload in payloads:
+        response = post_asaas(ingress, payload)
+        assert (response.status_code, response.json()["status"]) == (200, "accepted"), response.text
+    queued = {e["id"]: e for events in queued_events(settings, "billing") for e in events}
+    fields = {key: {k: e[k] for k in NEW_FIELDS if k in e} for key, e in queued.items()}
+
+    subscription_payment = "2024-06-12T03:00:00+00:00"  # created 2024-06-12, São Paulo midnight
+    assert fields == {
+        ASAAS_PAYMENT["id"]: {"customerId": "cus_G7Dvo4iphUNk", "valueCents": 4990,
+                              "paymentCreatedAt": subscription_payment},
+        ASAAS_INSTALLMENT_PAYMENT["id"]: {
+            "customerId": "cus_000006350698", "installmentId": "2765d086-c7c5-5cca-898a-4262d212587c",
+            "installmentNumber": 2, "installmentCount": 3, "valueCents": 3333,
+            "paymentCreatedAt": "2024-11-15T03:00:00+00:00"},
+        "evt_ccc&3": {"customerId": "cus_G7Dvo4iphUNk", "valueCents": 4990, "refundedCents": 1545,
+                      "paymentCreatedAt": subscription_payment},  # 10.00 done + 5.45 pending
+        "evt_ddd&4": {"customerId": "cus_G7Dvo4iphUNk", "valueCents": 4990, "chargebackStatus": "REQUESTED",
+                      "paymentCreatedAt": subscription_payment},
+        ASAAS_SUBSCRIPTION_UPDATED["id"]: {"customerId": "cus_G7Dvo4iphUNk", "valueCents": 47900,
+                                           "cycle": "YEARLY", "nextDueDate": "2025-06-12T03:00:00+00:00"},
+    }  # fmt: skip
+    updated = queued[ASAAS_SUBSCRIPTION_UPDATED["id"]]
+    assert (updated["subscriptionId"], updated["clerkUserId"], updated["planId"], updated["status"]) == (
+        "sub_VXJBYgP2u0eO", "user_asaas", "plan_pro_yearly", "ACTIVE")
+    installment = queued[ASAAS_INSTALLMENT_PAYMENT["id"]]
+    assert (installment["clerkUserId"], installment["status"]) == ("user_asaas", "CONFIRMED")
+    assert "subscriptionId" not in installment and "planId" not in installment
+    assert queued[ASAAS_PAYMENT["id"]]["subscriptionId"] == "sub_VXJBYgP2u0eO"
+    assert all(queued[p["id"]]["metadata"] == p for p in payloads)
+
+
+async def test_asaas_value_that_is_not_a_number_is_200_and_stored_as_a_rejection(
+    conn, ingress, worker
+):
+    payload = copy.deepcopy(ASAAS_PAYMENT)
+    payload.update({"id": "evt_value_text&1"})
+    payload["payment"]["value"] = "49,90"
+    for _ in range(2):  # Asaas redelivers
+        answer = post_asaas(ingress, payload)
+        assert (answer.status_code, answer.json()["status"], answer.json()["detail"]) == (
+            200, "rejected", "payment.value: not a number")
+    worker.drain()
+
+    rows = await conn.fetch(
+        "SELECT event_id, event_type, reason, detail, payload FROM worker.rejection"
+    )
+    assert [(r["event_id"], r["event_type"], r["reason"], r["detail"]) for r in rows] == [
+        ("evt_value_text&1", "billing.event", "validation_error", "payment.value: not a number")]
+    assert rows[0]["payload"]["payment"]["value"] == "49,90"
+    assert await count(conn, '"SubscriptionEvent"') == 0
+
+
 # --- Clerk -------------------------------------------------------------------------------------
 
 
@@ -313,11 +432,6 @@ def post_blob(ingress, payload, **kw):
     return ingress.post("/webhooks/vercel-blob", content=body, headers=vercel_headers(body, **kw))
 
 
-def queued_events(settings):
-    """The event lists of the messages waiting in the test's storage queue (nothing consumes them)."""
-    client = redis.Redis.from_url(settings.require_redis_url())
-    raw = client.hvals(f"{settings.redis_namespace}:storage.msgs")
-    return [json.loads(m)["args"][0] for m in raw]
 
 
 async def test_blob_upload_with_size_only_in_token_payload_is_stored_once(
