@@ -34,7 +34,7 @@ from ..settings import Settings
 from . import subscriptions
 from .each import Family
 from .payments import (
-    GRANT_EVENTS, PARTIALLY_REFUNDED, REVERSAL_EVENTS, WARNINGS, GrantState, Movement,
+    GRANT_EVENTS, PARTIALLY_REFUNDED, REVERSAL_EVENTS, WARNINGS, GrantState,
     PaymentFacts, PlanTerms, Settlement, infer_cycle, merge, move_to_target, new_grant,
     reversal_target,
 )  # fmt: skip
@@ -69,12 +69,14 @@ class _Books:
             self.balance += m.delta
         self.debt = settlement.debt
 
-    async def commit(self, conn: asyncpg.Connection) -> None:
+    async def close(self, conn: asyncpg.Connection, grant: GrantState) -> None:
+        """Write the movements, the balance, the debt and the grant."""
         if self.plan.journal_rows:
             self.plan.balance_deltas[self.account.balance_id] = self.balance - self.account.balance
             await ledger_repo.write_ledger(conn, self.plan)
         if self.debt != self.opening_debt:
             await repo.save_debt(conn, self.account.user_id, self.debt)
+        await repo.save_grant(conn, grant, self.account.clerk_user_id, self.account.user_id)
 
 
 async def _plan_of(conn: asyncpg.Connection, facts: PaymentFacts) -> tuple[PlanTerms | None, str | None, str | None]:
@@ -145,6 +147,7 @@ async def _apply_payment_event(
     conn: asyncpg.Connection, event: BillingEvent, settings: Settings
 ) -> PaymentResult:
     assert event.paymentId is not None
+    # whose it is, read unlocked: the balance is locked before the payment's facts, as everywhere
     stored = await repo.read_payment(conn, event.paymentId)
     clerk = (event.clerkUserId or (stored and stored.clerk_user_id)
              or await subscriptions.clerk_user_of(conn, event.subscriptionId, event.customerId))  # fmt: skip
@@ -179,8 +182,7 @@ async def _apply_payment_event(
     elif event.eventType in REVERSAL_EVENTS:
         note = "reversal_before_grant"  # kept in the payment's facts: applied when it is granted
     if grant is not None and books is not None:
-        await books.commit(conn)
-        await repo.save_grant(conn, grant, books.account.clerk_user_id, books.account.user_id)
+        await books.close(conn, grant)
     return PaymentResult(clerk, account and account.user_id, grant and grant.plan_id, note)
 
 
@@ -232,8 +234,7 @@ async def regrant(
                 conn, facts, settlement.grant, books, settings,
                 "refund or chargeback recorded before the regrant",
             )  # fmt: skip
-            await books.commit(conn)
-            await repo.save_grant(conn, grant, books.account.clerk_user_id, books.account.user_id)
+            await books.close(conn, grant)
             return RegrantResult(grant.note if grant.outcome == "refused" else "granted",
                                  f"plan {grant.plan_id}, {grant.credits} credits"
                                  + (f" ({moved})" if moved else ""))  # fmt: skip

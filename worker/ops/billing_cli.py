@@ -32,7 +32,7 @@ from ..repo.waiting_ops import OPEN_STATES
 from ..settings import Settings
 from .billing_show import payment_view, text_lines
 from .waiting import release
-from .waiting_cli import _whoami
+from .waiting_cli import whoami
 
 log = get_logger("pedro.ops.billing")
 
@@ -122,7 +122,7 @@ async def _known(pool: asyncpg.Pool, payment_id: str) -> bool:
 async def _regrant(args: argparse.Namespace, settings: Settings) -> int:
     from ..domain.billing import regrant
 
-    by = (args.by or "").strip()[:MAX_BY] or _whoami()
+    by = (args.by or "").strip()[:MAX_BY] or whoami()
     small = settings.model_copy(update={"pool_min_size": 1, "pool_max_size": 2})
     pool = await db.create_pool(small)
     try:

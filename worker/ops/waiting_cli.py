@@ -179,7 +179,7 @@ async def _release(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_NOT_FOUND if report.not_waiting else EXIT_OK
 
 
-def _whoami() -> str:
+def whoami() -> str:
     try:
         return getpass.getuser()
     except (OSError, KeyError):  # no login name in a bare container
@@ -187,7 +187,7 @@ def _whoami() -> str:
 
 
 async def _drop(conn: Any, args: argparse.Namespace) -> int:
-    by = (args.by or "").strip() or _whoami()
+    by = (args.by or "").strip() or whoami()
     try:
         dropped = await drop(conn, args.ids, by=by, why=args.reason)
     except NotWaiting as exc:

@@ -15,7 +15,8 @@ def grant_ids(payment_id: str, installment_id: str | None) -> list[str]:
 
 
 async def find_payment_facts(conn: asyncpg.Connection, payment_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow(conn, "show_payment_facts", payment_id)
+    """The payment's row as stored, every column (billing.sql's read_payment)."""
+    return await db.fetchrow(conn, "read_payment", payment_id)
 
 
 async def list_payment_grants(
