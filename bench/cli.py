@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PATHS = ("a", "a1", "b", "b_part", "c", "d", "e", "f", "latency", "scale")
+PATHS = ("a", "a1", "b", "b_part", "c", "c3", "d", "e", "f", "latency", "scale")
 
 # (full, quick) defaults; an explicit option always wins.
 _PRESETS: dict[str, tuple[Any, Any]] = {
@@ -62,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distributions", default="uniform,hot", help="uniform,hot (default both)")
     p.add_argument("--paths", default=",".join(PATHS),
                    help=f"what to measure, a subset of {','.join(PATHS)} (default all; b includes its "
-                        "direct replay, f needs c)")  # fmt: skip
+                        "direct replay, f needs c; c3 is c with 3 grants per user, measured in turns "
+                        "with c)")  # fmt: skip
     p.add_argument("--seed", type=int, default=6, help="random seed of the workload")
     p.add_argument("--json-out", type=Path, help="also write every figure to this JSON file")
     p.add_argument("--worker-log-level", default=None, help="log level of the workers (default: PEDRO_LOG_LEVEL)")

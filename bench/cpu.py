@@ -63,6 +63,14 @@ class CpuUse:
     events: int
     cpu: dict[str, float | None] = field(default_factory=dict)
 
+    def plus(self, other: CpuUse) -> CpuUse:
+        """Two measurements of one path taken in turns (the grant comparison's rounds) as one."""
+        cpu: dict[str, float | None] = {}
+        for c in self.cpu.keys() | other.cpu.keys():
+            a, b = self.cpu.get(c), other.cpu.get(c)
+            cpu[c] = None if a is None or b is None else a + b
+        return CpuUse(self.seconds + other.seconds, self.events + other.events, cpu)
+
     def cores(self, component: str) -> float | None:
         value = self.cpu.get(component)
         return None if value is None or self.seconds <= 0 else value / self.seconds

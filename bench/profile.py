@@ -2,6 +2,7 @@
 
     .venv/bin/pip install py-spy        # profiling only, not a dependency of the project
     .venv/bin/python -m bench.profile c --events 100000 --out /tmp/pedro-profile
+    .venv/bin/python -m bench.profile c --events 100000 --grants 3   # users with three live grants
 
 Paths: c (batch messages), d (single-event messages), f (replay of batch messages), e (no-op
 actor). Starts its own embedded servers and a worker fleet exactly as `pedro-worker bench` does,
@@ -30,6 +31,7 @@ from worker.settings import get_settings
 
 from .cpu import CpuMeter
 from .fleet import Fleet
+from .grants import lay_out_three_grants, three_grant_shares, used_by_user
 from .noop import noop_message
 from .servers import BenchServers
 from .workload import START_CREDITS, Workload
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--distribution", default="uniform", choices=["uniform", "hot"])
+    parser.add_argument("--grants", type=int, default=1, choices=[1, 3],
+                        help="live grants per user (bench/grants.py; 3: the events cross from one to the next)")
     parser.add_argument("--processes", type=int)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--batch-size", type=int, default=500)
@@ -104,13 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(servers.build_template(workload.clerk_ids, START_CREDITS))
         dsn = asyncio.run(servers.new_database())
+        events = workload.events(f"p-{args.path}", args.events, args.distribution)
+        if args.grants == 3:
+            shares = three_grant_shares(workload.clerk_ids, used_by_user(events))
+            asyncio.run(lay_out_three_grants(dsn, shares))
         module = "bench.noop_app" if args.path == "e" else "worker.app"
         fleet = Fleet(
             module, database_url=dsn, redis_url=servers.redis_url,
             processes=args.processes or settings.worker_processes, threads=args.threads or settings.worker_threads,
             settings=settings, log_path=args.out / "workers.log", log_level=settings.log_level, prefetch=None,
         ).start()  # fmt: skip
-        events = workload.events(f"p-{args.path}", args.events, args.distribution)
         batch_publisher = Publisher(fleet.broker, batch_size=args.batch_size, validate=False)
         single_publisher = Publisher(fleet.broker, batch_size=1, validate=False)
         chunks = [events[i : i + 5_000] for i in range(0, len(events), 5_000)]
@@ -146,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         _, err = spy.communicate(timeout=60)
         sampler.join(5)
 
-        print(f"path ({args.path}), {args.distribution}: {len(events):,} events in {seconds:.2f}s "
+        print(f"path ({args.path}), {args.distribution}, {args.grants} grant(s) per user: {len(events):,} events in {seconds:.2f}s "
               f"= {len(events) / seconds:,.0f}/s; {use.render()}")  # fmt: skip
         total = sum(waits.values())
         print("\nPostgreSQL sessions (share of samples):")

@@ -1,4 +1,4 @@
-"""The bench's figures, the targets of issue 6 and the printed table."""
+"""The bench's figures, the targets of issues 6 and 18 and the printed table."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ PATHS = {
     "b": "(b) ceiling: apply_usage_batch, no queue",
     "b_part": "    same, users partitioned across lanes",
     "c": "(c) e2e, batch messages",
+    "c3": "    same, 3 live grants per user (c3)",
     "d": "(d) e2e, single-event messages",
     "e": "(e) dramatiq no-op actor, 1 event/msg",
     "f": "(f) replay e2e, batch messages",
     "f_direct": "(f) replay direct (apply_usage_batch)",
 }
 
-RATIOS = (("c", "a1"), ("c", "a"), ("c", "b"), ("d", "e"))
+RATIOS = (("c", "a1"), ("c", "a"), ("c", "b"), ("d", "e"), ("c3", "c"), ("c3", "b"))
+RATIO_LABELS = {("c3", "c"): "(c) 3 grants / (c) 1 grant", ("c3", "b"): "(c) 3 grants / (b)"}
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Report:
     rss_fleet_mb: float = 0.0
     scale: list[ScaleRun] = field(default_factory=list)
     checks: list[tuple[str, str]] = field(default_factory=list)  # (measurement, what was verified)
+    crossings: dict[str, int] = field(default_factory=dict)  # dist -> (c3) debits from 2+ grants
     violation: str | None = None
 
     def add(self, path: str, distribution: str, events: int, seconds: float, cpu: CpuUse | None = None) -> Figure:
@@ -95,6 +98,8 @@ class Report:
             check("(c)/(a) >= 15, (a) as concurrent as (c)", d, self.ratio("c", "a", d), lambda v: v >= 15)
             check("(c)/(b) >= 0.6", d, self.ratio("c", "b", d), lambda v: v >= 0.6)
             check("(d)/(e) >= 0.7", d, self.ratio("d", "e", d), lambda v: v >= 0.7)
+            check("(c) 3 grants / (c) 1 grant >= 0.9", d, self.ratio("c3", "c", d), lambda v: v >= 0.9)
+            check("(c) 3 grants / (b) >= 0.6", d, self.ratio("c3", "b", d), lambda v: v >= 0.6)
             check("(f) replay e2e >= 100,000 events/s", d, self.rate("f", d), lambda v: v >= 100_000)
         if self.latency is not None:
             check(f"p99 publish->commit <= 100 ms @ {self.latency.rate:,}/s", "uniform", self.latency.p99_ms,
@@ -135,8 +140,13 @@ class Report:
         out.append("")
         out.append(f"{'ratios':<44}" + "".join(f"{d:>14}" for d in dists))
         for top, bottom in RATIOS:
-            out.append(f"{f'({top})/({bottom})':<44}"
-                       + "".join(f"{_num(self.ratio(top, bottom, d), 2):>14}" for d in dists))  # fmt: skip
+            if top == "c3" and not self.crossings:
+                continue
+            label = RATIO_LABELS.get((top, bottom), f"({top})/({bottom})")
+            out.append(f"{label:<44}" + "".join(f"{_num(self.ratio(top, bottom, d), 2):>14}" for d in dists))
+        if self.crossings:
+            out.append("(c3): debits that took from 2-3 grants      "
+                       + "".join(f"{_num(self.crossings.get(d)):>14}" for d in dists))  # fmt: skip
         if self.latency:
             lat = self.latency
             out.append("")
@@ -181,6 +191,7 @@ class Report:
                 f"{t}/{b}": {d: self.ratio(t, b, d) for d in self.distributions()}
                 for t, b in RATIOS
             },
+            "grant_crossings": self.crossings,
             "latency": asdict(self.latency) if self.latency else None,
             "rss_mb": {"per_process": self.rss_per_process_mb, "fleet": self.rss_fleet_mb},
             "scale_out": [{**asdict(s), "rate": s.rate, "cores": s.cpu and s.cpu.total_cores} for s in self.scale],

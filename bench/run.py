@@ -3,7 +3,9 @@
 Order: per distribution (a) naive baseline, (b) ceiling and its direct replay, (b) again with
 users partitioned across the lanes (what the SQL does without lock waits), then one worker
 fleet for (c) batch messages, (f) their replay and (d) single-event messages (and, on the uniform
-fleet, the latency run); then (e) the no-op fleet; then the scale-out runs. Each measurement has
+fleet, the latency run) — (c) measured in turns with (c3), the same events on a second fleet
+whose users hold three grants each (`Bench.grants_compared`); then (e) the no-op fleet; then the
+scale-out runs. Each measurement has
 its own database copied from the seeded template, or new event ids on the fleet's database.
 """
 
@@ -23,12 +25,20 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from worker import db
 from worker.publisher import Publisher
 from worker.settings import ROOT, Settings
 
 from .cli import BenchOptions
 from .cpu import CpuMeter, CpuUse
 from .fleet import Fleet, FleetError
+from .grants import (
+    count_crossings,
+    expected_three_grants,
+    lay_out_three_grants,
+    three_grant_shares,
+    used_by_user,
+)
 from .lanes import run_lanes
 from .latency import commit_times, publish_paced, summarize
 from .noop import noop_message
@@ -218,9 +228,12 @@ class Bench:
                 ("f", f"(f) e2e replay, {dist}", events, self._publish_batches, False),
                 ("d", f"(d) e2e single-event messages, {dist}", singles, self._publish_singles, True),
             )
-            wanted = self.opts.paths | ({"c"} if "f" in self.opts.paths else set())  # replay needs (c)
+            wanted = self.opts.paths | ({"c"} if self.opts.paths & {"f", "c3"} else set())  # both need (c)
             for path, label, batch, publish, new in runs:
                 if path not in wanted:
+                    continue
+                if path == "c" and "c3" in self.opts.paths:
+                    self.grants_compared(dist, fleet, dsn, events, expected)
                     continue
                 seconds, cpu = self._measure(fleet, publish(fleet, batch), len(batch))
                 self._no_dead_letters(fleet, label)
@@ -232,6 +245,53 @@ class Bench:
                 self.latency(fleet, dsn, dist, expected)
         finally:
             self._stop(fleet, product=True)
+
+    def grants_compared(self, dist: str, fleet: Fleet, dsn: str, events: list[dict], expected: Expected) -> None:
+        """(c) with one live grant per user (`fleet`, on `dsn`) and (c3) with three, on a fleet
+        and database of its own (bench/grants.py), the same events through both. Measured in
+        turns, ABBA — (c) first half, (c3) first half, (c3) second half, (c) second half — so
+        that the machine's drift during the run weighs on both alike; each figure is its two
+        halves' events over their seconds."""
+        used = used_by_user(events)
+        shares = three_grant_shares(self.workload.clerk_ids, used)
+        dsn3 = aio(self.servers.new_database())
+        aio(lay_out_three_grants(dsn3, shares))
+        fleet3 = self._fleet("worker.app", dsn3, self.opts.processes, f"e2e-grants-{dist}")
+        size = self.opts.batch_size
+        middle = max(size, len(events) // 2 // size * size) if len(events) > size else len(events)
+        halves = [events[:middle], events[middle:]]
+        measured: dict[str, tuple[float, CpuUse | None]] = {"c": (0.0, None), "c3": (0.0, None)}
+        turns = (("c", 0), ("c3", 0), ("c3", 1), ("c", 1))
+        rates: list[str] = []
+        try:
+            for path, half in turns:
+                if not halves[half]:
+                    continue
+                which = fleet if path == "c" else fleet3
+                seconds, cpu = self._measure(which, self._publish_batches(which, halves[half]), len(halves[half]))
+                self._no_dead_letters(which, f"({path}) {dist}")
+                total, sofar = measured[path]
+                measured[path] = (total + seconds, cpu if sofar is None else sofar.plus(cpu))
+                rates.append(f"({path}) {len(halves[half]) / seconds:,.0f}/s")
+            say(f"  (c) and (c3) in turns, {dist}: " + ", ".join(rates))
+        finally:
+            self._stop(fleet3, product=True)
+            fleet3.stop()
+            self.fleets.remove(fleet3)
+        expected.apply(events)
+        expected3 = Expected(self.workload.clerk_ids)
+        expected3.apply(events)
+        remaining = expected_three_grants(shares, expected3.balances, START_CREDITS, used)
+        label = f"(c) e2e batch messages, one grant per user, {dist}"
+        verified = self._check(label, lambda: verify_product(dsn, expected, label, grants=True))
+        self._record("c", dist, len(events), measured["c"][0], verified, measured["c"][1])
+        label3 = f"(c3) e2e batch messages, three grants per user, {dist}"
+        verified3 = self._check(label3, lambda: verify_product(dsn3, expected3, label3, grant_remaining=remaining))
+        crossings = aio(count_crossings(dsn3))
+        self.report.crossings[dist] = crossings
+        self._record("c3", dist, len(events), measured["c3"][0],
+                     f"{verified3}; {crossings:,} debits took from 2-3 grants", measured["c3"][1])  # fmt: skip
+        aio(self.servers.drop_database(dsn3))
 
     def latency(self, fleet: Fleet, dsn: str, dist: str, expected: Expected) -> None:
         count = max(1, int(self.opts.latency_rate * self.opts.latency_seconds))
@@ -316,7 +376,7 @@ class Bench:
             if "b_part" in paths:
                 self.ceiling_partitioned(dist)
             with_latency = dist == latency_dist and self.opts.latency_seconds > 0 and "latency" in paths
-            if paths & {"c", "d", "f"} or with_latency:
+            if paths & {"c", "c3", "d", "f"} or with_latency:
                 self.end_to_end(dist, with_latency=with_latency)
         if "e" in paths:
             self.noop()
@@ -356,6 +416,9 @@ def _header(opts: BenchOptions, settings: Settings, info: ServerInfo) -> dict[st
 
 
 def main(opts: BenchOptions, settings: Settings) -> int:
+    # this process's own queries are the checks, which read whole tables (reconcile's grant
+    # check takes ~0.5 s a page): not slow queries worth a warning line in the report
+    db.set_slow_query_threshold(600_000)
     logs = Path(tempfile.mkdtemp(prefix="pedro-bench-logs-"))
     report = Report()
     servers = BenchServers(settings)

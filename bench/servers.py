@@ -3,7 +3,8 @@
 Embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set. The embedded PostgreSQL
 keeps durable defaults (fsync, synchronous_commit on) and turns on `track_commit_timestamp`, so
 the latency run can read the real commit time of every row. One template database holds the
-schema and the seeded users; every measurement gets its own copy (`CREATE DATABASE … TEMPLATE`).
+schema and the seeded users (each balance one `legacy/<user id>` grant: bench/grants.py); every
+measurement gets its own copy (`CREATE DATABASE … TEMPLATE`).
 
 A new cluster has no WAL segment files beyond the first: every 16 MB of WAL, the transaction
 that crosses into the next segment creates and zero-fills it, inside its commit (profiled: a
@@ -27,6 +28,8 @@ from worker import db
 from worker.embedded import EmbeddedPostgres, EmbeddedRedis
 from worker.migrate import migrate
 from worker.settings import Settings
+
+from .grants import ONE_GRANT_SQL
 
 WARM_WAL_MB = 1024
 BENCH_PG_SETTINGS = {"track_commit_timestamp": "on", "min_wal_size": f"{WARM_WAL_MB}MB"}
@@ -102,7 +105,7 @@ class BenchServers:
         )
 
     async def build_template(self, clerk_ids: list[str], credits: int) -> None:
-        """Schema (app tables + worker migrations) and the users, once."""
+        """Schema (app tables + worker migrations) and the users, each with one live grant, once."""
         name = f"pedro_bench_{os.getpid()}_tpl"
         admin = await asyncpg.connect(self.pg_url)
         try:
@@ -120,7 +123,11 @@ class BenchServers:
 
             rows = [(new_id(), clerk, None, None, new_id(), credits) for clerk in clerk_ids]
             await conn.executemany(db.QUERIES["insert_user_with_balance"], rows)
+            # each balance is one legacy grant, as migration 0010 makes of an existing balance:
+            # the worker's absorption of a plain balance (first touch) is not what is measured
+            await conn.execute(ONE_GRANT_SQL)
             await conn.execute("ANALYZE")
+            await conn.execute("VACUUM ANALYZE worker.credit_grant")  # as (c3)'s grants are
         finally:
             await conn.close()
         self.template = name

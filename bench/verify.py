@@ -3,16 +3,20 @@
 Product paths: "UsageHistory", `worker.journal` and `worker.event_log` each hold exactly one row
 per applied event, nothing was rejected, `find_balance_drift` is empty (every balance == opening +
 journal), every balance equals the one computed in Python, and every balance equals the start
-minus its "UsageHistory" rows. The naive baseline keeps no journal: its "UsageHistory" is checked
-the same way.
+minus its "UsageHistory" rows; after (c) and (c) with three grants, also reconcile's grant checks
+and what each grant must hold after the burn-down. The naive baseline keeps no journal: its
+"UsageHistory" is checked the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from worker import db
-from worker.repo.reconcile import find_balance_drift
+from worker.repo.reconcile import find_balance_drift, find_grant_drift
 from worker.repo.users import get_balances
 
+from .grants import grant_problems
 from .workload import START_CREDITS, Expected
 
 # Balances that differ from the start minus their "UsageHistory" rows. $1 start credits int
@@ -53,7 +57,11 @@ async def _common(conn, expected: Expected) -> list[str]:
     return problems
 
 
-async def verify_product(dsn: str, expected: Expected, measurement: str) -> str:
+async def verify_product(dsn: str, expected: Expected, measurement: str, *, grants: bool = False,
+                         grant_remaining: Mapping[tuple[str, str], int] | None = None) -> str:  # fmt: skip
+    """`grants`: also reconcile's grant checks (every balance = Σ its live grants, every grant =
+    its opening + what the journal moved); `grant_remaining`: what each live grant must hold,
+    (clerk id, source) -> remaining (bench/grants.py)."""
     conn = await db.connect(dsn)
     try:
         problems = await _common(conn, expected)
@@ -68,11 +76,18 @@ async def verify_product(dsn: str, expected: Expected, measurement: str) -> str:
         drift = await find_balance_drift(conn)
         if drift:
             problems.append(f"find_balance_drift: {len(drift)} users, e.g. {drift[0]}")
+        if grants or grant_remaining is not None:
+            grant_drift = await find_grant_drift(conn)
+            if grant_drift:
+                problems.append(f"find_grant_drift: {len(grant_drift)} findings, e.g. {grant_drift[0]}")
+        if grant_remaining is not None:
+            problems += await grant_problems(conn, grant_remaining)
     finally:
         await conn.close()
     if problems:
         raise ExactlyOnceViolation(measurement, problems)
-    return f"{expected.applied} rows, {len(expected.balances)} balances, no drift"
+    checked = ", grants" if grant_remaining is not None else (", grants reconciled" if grants else "")
+    return f"{expected.applied} rows, {len(expected.balances)} balances, no drift{checked}"
 
 
 async def verify_baseline(dsn: str, expected: Expected, measurement: str) -> str:

@@ -34,6 +34,7 @@ from . import db
 from .codec import MessageEncoder
 from .errors import Rejected, RetryLater, WorkerError
 from .gc_tuning import GarbageCollection
+from .grant_sweep import GrantSweep
 from .ledger.coalesce import Coalescer
 from .logs import get_logger
 from .ops.recorder import OpsStats
@@ -61,7 +62,7 @@ class Runtime:
     settler: Settler | None = None  # acknowledges usage messages after their commit
     releaser: Releaser | None = None  # sends waiting events back once released (worker/waiting.py)
     _sweep_stop: asyncio.Event | None = None
-    _sweep_task: asyncio.Task[None] | None = None
+    _sweep_tasks: list[asyncio.Task[None]] = []
 
 
 def runtime() -> tuple[Coalescer, Settings]:
@@ -170,15 +171,20 @@ class DatabasePool(Middleware):
             await coalescer.labels.current(conn, ())
 
     async def _start_sweep(self) -> None:
-        """The waiting sweep runs on the worker's loop until shutdown (worker/waiting.py)."""
-        assert Runtime.releaser is not None
+        """The waiting sweep (worker/waiting.py) and the grant sweep (worker/grant_sweep.py) run
+        on the worker's loop until shutdown."""
+        assert Runtime.releaser is not None and Runtime.pool is not None
         Runtime._sweep_stop = asyncio.Event()
-        Runtime._sweep_task = asyncio.get_running_loop().create_task(Runtime.releaser.run(Runtime._sweep_stop))
+        loop = asyncio.get_running_loop()
+        Runtime._sweep_tasks = [
+            loop.create_task(Runtime.releaser.run(Runtime._sweep_stop)),
+            loop.create_task(GrantSweep(Runtime.pool, self.settings).run(Runtime._sweep_stop)),
+        ]
 
     async def _stop_sweep(self) -> None:
         if Runtime._sweep_stop is not None:
             Runtime._sweep_stop.set()
-            await asyncio.wait_for(Runtime._sweep_task, 10)
+            await asyncio.wait_for(asyncio.gather(*Runtime._sweep_tasks), 10)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         loop_thread = get_event_loop_thread()

@@ -178,9 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconcile", help="check every balance against its journal; exit 1 on drift")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("user", help="one user: balance, debt, movements and why, waiting events")
+    p = sub.add_parser("user", help="one user: balance, debt, grants, movements and why, waiting events")
     user = p.add_subparsers(dest="user_command", required=True)
-    c = user.add_parser("show", help="balance, movements (newest first, paged), waiting events")
+    c = user.add_parser("show", help="balance, grants, movements (newest first, paged), waiting events")
     c.add_argument("clerk_user_id", metavar="CLERK_ID")
     c.add_argument("--limit", type=_positive_int, default=20, help="movements per page (default 20)")
     c.add_argument("--cursor", help="the next page: as printed under the previous one")

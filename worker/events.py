@@ -144,6 +144,18 @@ class CreditsAdjusted(_Event):
     delta: Annotated[StrictInt, Field(ge=-INT32_MAX, le=INT32_MAX)]
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_no_nul)]
     occurredAt: UtcDatetime | None = None
+    expiresAt: UtcDatetime | None = Field(
+        None, description="A positive adjustment's credits expire then (default: never)."
+    )
+    priority: Annotated[StrictInt, Field(ge=0, le=1000)] | None = Field(
+        None, description="A positive adjustment's grant priority, lower used first (default 15)."
+    )
+
+    def payload_hash(self) -> str:
+        """Without `expiresAt` and `priority` when absent (they came after the first releases): an
+        adjustment recorded before them stays a duplicate when it is replayed."""
+        absent = {k for k in ("expiresAt", "priority") if getattr(self, k) is None}
+        return payload_hash(self.model_dump(mode="json", exclude=absent))
 
     @field_validator("delta")
     @classmethod

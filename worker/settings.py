@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     waiting_sweep_ms: int = Field(2_000, ge=50)
     waiting_resend_ms: int = Field(600_000, ge=1_000)
     waiting_retry_ms: int = Field(300_000, ge=1_000)
+    # Credit grants (worker/grant_sweep.py): how often each worker process looks for grants to
+    # expire and allowances to start (one sweep at a time among all processes).
+    grant_sweep_ms: int = Field(10_000, ge=50)
 
 
     # Ops (`worker/ops/`): dashboard (/ops) and /metrics auth, stats, background reconcile.

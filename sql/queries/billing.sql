@@ -2,7 +2,7 @@
 -- The plan a payment grants: by "Plan".id = planId, else "Plan".asaasId = planId, else
 -- "Plan".asaasId = one of the Asaas ids the payment came through (payment link, subscription),
 -- in that order. $1 planId text (or NULL), $2 Asaas ids text[] in order of preference
-SELECT "id", "credits", "billingSource", "priceMonthlyCents", "priceYearlyCents"
+SELECT "id", "credits", "billingSource", "priceMonthlyCents", "priceYearlyCents", "features"::text
 FROM "Plan"
 WHERE "id" = $1 OR "asaasId" = $1 OR "asaasId" = ANY($2::text[])
 ORDER BY ("id" = $1) DESC NULLS LAST, ("asaasId" = $1) DESC NULLS LAST,

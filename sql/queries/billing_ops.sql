@@ -65,3 +65,11 @@ SELECT effective_at, event_id, plan_ref, cycle, value_cents
 FROM worker.billing_subscription_plan
 WHERE subscription_id = $1
 ORDER BY effective_at, event_id
+
+-- show_payment_allowances --
+-- The credit grants a payment's grant made (its monthly allowances, a pack's grant), in start
+-- order. $1 grant ids text[] (the payment, or its installment plan)
+SELECT grant_id, source, amount, remaining, priority, state, effective_at, expires_at, expired
+FROM worker.credit_grant
+WHERE reference = ANY($1::text[]) AND source IN ('plan', 'pack')
+ORDER BY effective_at, grant_id

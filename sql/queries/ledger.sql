@@ -46,18 +46,51 @@ SELECT "clerkUserId" AS clerk_user_id FROM "CreditBalance" WHERE "clerkUserId" =
 SELECT "featureCosts" FROM "AdminSettings" WHERE id = 'singleton'
 
 -- find_refund_targets --
--- For each usage id: its row (if any), what has been refunded of it, and whether the worker
--- already decided on that event (a rejected usage has a decision but no row).
+-- For each usage id: its row (if any), what has been refunded of it, whether the worker already
+-- decided on that event (a rejected usage has a decision but no row), what the usage took from
+-- which grant (its movement's grants) and, per grant, what its refunds gave back.
 -- $1 usage ids text[]
 SELECT t.id,
        u."creditsUsed" AS credits_used,
        u."operationType"::text AS operation_type,
        cb."clerkUserId" AS clerk_user_id,
        COALESCE((SELECT sum(j.delta) FROM worker.journal j WHERE j.refund_of = t.id), 0)::int AS refunded,
-       EXISTS (SELECT 1 FROM worker.event_log e WHERE e.event_id = t.id) AS decided
+       EXISTS (SELECT 1 FROM worker.event_log e WHERE e.event_id = t.id) AS decided,
+       (SELECT j.grants FROM worker.journal j WHERE j.event_id = t.id)::text AS taken,
+       (SELECT jsonb_object_agg(g.grant_id, g.given) FROM (
+            SELECT p.value->>0 AS grant_id, sum((p.value->>1)::int) AS given
+            FROM worker.journal j, jsonb_array_elements(j.grants) p
+            WHERE j.refund_of = t.id AND j.grants IS NOT NULL
+            GROUP BY 1) g)::text AS given
 FROM unnest($1::text[]) AS t(id)
 LEFT JOIN "UsageHistory" u ON u.id = t.id
 LEFT JOIN "CreditBalance" cb ON cb.id = u."creditBalanceId"
+
+-- find_live_grants --
+-- The live grants of these users (worker.credit_grant), in burn order (worker/ledger/grants.py:
+-- priority, earliest expiry, earliest start, then oldest), times as epoch seconds (cheaper to
+-- decode than timestamps, on the batch path). The caller holds the users' "CreditBalance" rows:
+-- nobody else changes their grants meanwhile.
+-- $3 "User".id values, packed (worker/repo/packed.py): $1 separator, $2 NULL marker
+SELECT g.user_id, g.grant_id, g.source, g.remaining, g.priority,
+       extract(epoch FROM g.effective_at)::float8, extract(epoch FROM g.expires_at)::float8
+FROM worker.credit_grant g
+WHERE g.user_id = ANY((string_to_array($3, $1, $2))[2:]) AND g.state = 'live'
+ORDER BY g.user_id, g.priority, g.expires_at NULLS LAST, g.effective_at, g.created_at, g.grant_id
+
+-- insert_grants --
+-- New grants (worker.credit_grant). A grant id taken already adds to that grant (the user's
+-- overdraft or legacy grant, made by a concurrent path): never a second row.
+-- $1 grant_id text[], $2 user_id text[], $3 source text[], $4 amount int[], $5 remaining int[],
+-- $6 opening int[], $7 priority int[], $8 effective_at timestamptz[], $9 expires_at timestamptz[],
+-- $10 reference text[], $11 state text[], $12 rollover int[], $13 period_months int[]
+INSERT INTO worker.credit_grant AS g (grant_id, user_id, source, amount, remaining, opening, priority,
+                                      effective_at, expires_at, reference, state, rollover, period_months)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::int[],
+                     $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::int[], $13::int[])
+ON CONFLICT (grant_id) DO UPDATE
+SET amount = g.amount + EXCLUDED.amount, remaining = g.remaining + EXCLUDED.remaining,
+    opening = g.opening + EXCLUDED.opening
 
 -- claim_events --
 -- (The per-event families' claim, worker/domain/each.py; usage batches write their keys in
@@ -81,8 +114,8 @@ SELECT event_id, payload_hash, raw_hash FROM worker.decided_events((string_to_ar
 
 -- write_ledger --
 -- Everything a batch decided, in one statement: the idempotency keys of its decided events
--- (applied or rejected), usage rows, journal movements, openings and balances. Balance deltas
--- come aggregated, one per balance row. Keys come sorted, so concurrent writers wait on each
+-- (applied or rejected), usage rows, journal movements, openings, balances and grants. Balance
+-- and grant deltas come aggregated, one per row. Keys come sorted, so concurrent writers wait on each
 -- other in one order. No ON CONFLICT: a key decided since the batch's lookup (a twin that
 -- committed first) fails the statement and rolls the transaction back; the caller then settles
 -- that event as seen and runs the rest again (worker/ledger/apply.py).
@@ -91,10 +124,12 @@ SELECT event_id, payload_hash, raw_hash FROM worker.decided_events((string_to_ar
 -- $3..$7 worker.event_log: event_id, event_type, payload_hash, clerk_user_id, raw_hash (of the
 --        event as it arrived; NULL when it has none)
 -- $8..$13 "UsageHistory": id, userId, creditBalanceId, operationType, creditsUsed (int),
---        details (JSON text); $25 its timestamps, timestamp[]
--- $14..$20 journal: event_id, user_id, kind, delta (int), refund_of, reference, reason
+--        details (JSON text); $31 its timestamps, timestamp[]
+-- $14..$20 journal: event_id, user_id, kind, delta (int), refund_of, reference, reason;
+--        $25 its grants (JSON text: [[grant id, delta], …])
 -- $21..$22 openings: user_id, opening (int)
 -- $23..$24 balances: "CreditBalance".id, delta (int)
+-- $26..$30 grants (worker.credit_grant): grant_id, remaining, expired, opening and amount deltas
 WITH decided AS (
     INSERT INTO worker.event_log (event_id, event_type, payload_hash, clerk_user_id, raw_hash)
     SELECT * FROM unnest((string_to_array($3, $1, $2))[2:], (string_to_array($4, $1, $2))[2:],
@@ -107,15 +142,17 @@ WITH decided AS (
     FROM unnest((string_to_array($8, $1, $2))[2:], (string_to_array($9, $1, $2))[2:],
                 (string_to_array($10, $1, $2))[2:], (string_to_array($11, $1, $2))[2:],
                 (string_to_array($12, $1, $2))[2:]::int[], (string_to_array($13, $1, $2))[2:],
-                $25::timestamp[])
+                $31::timestamp[])
          AS u(id, user_id, balance_id, op, credits, details, ts)
     RETURNING 1
 ), journal_rows AS (
-    INSERT INTO worker.journal (event_id, user_id, kind, delta, refund_of, reference, reason)
-    SELECT * FROM unnest((string_to_array($14, $1, $2))[2:], (string_to_array($15, $1, $2))[2:],
-                         (string_to_array($16, $1, $2))[2:], (string_to_array($17, $1, $2))[2:]::int[],
-                         (string_to_array($18, $1, $2))[2:], (string_to_array($19, $1, $2))[2:],
-                         (string_to_array($20, $1, $2))[2:])
+    INSERT INTO worker.journal (event_id, user_id, kind, delta, refund_of, reference, reason, grants)
+    SELECT j.event_id, j.user_id, j.kind, j.delta, j.refund_of, j.reference, j.reason, j.grants::jsonb
+    FROM unnest((string_to_array($14, $1, $2))[2:], (string_to_array($15, $1, $2))[2:],
+                (string_to_array($16, $1, $2))[2:], (string_to_array($17, $1, $2))[2:]::int[],
+                (string_to_array($18, $1, $2))[2:], (string_to_array($19, $1, $2))[2:],
+                (string_to_array($20, $1, $2))[2:], (string_to_array($25, $1, $2))[2:])
+         AS j(event_id, user_id, kind, delta, refund_of, reference, reason, grants)
     RETURNING 1
 ), openings AS (
     INSERT INTO worker.balance_opening (user_id, opening)
@@ -130,12 +167,23 @@ WITH decided AS (
     FROM unnest((string_to_array($23, $1, $2))[2:], (string_to_array($24, $1, $2))[2:]::int[]) AS d(id, delta)
     WHERE cb.id = d.id
     RETURNING 1
+), grant_rows AS (
+    UPDATE worker.credit_grant g
+    SET remaining = g.remaining + d.remaining, expired = g.expired + d.expired,
+        opening = g.opening + d.opening, amount = g.amount + d.amount
+    FROM unnest((string_to_array($26, $1, $2))[2:], (string_to_array($27, $1, $2))[2:]::int[],
+                (string_to_array($28, $1, $2))[2:]::int[], (string_to_array($29, $1, $2))[2:]::int[],
+                (string_to_array($30, $1, $2))[2:]::int[])
+         AS d(grant_id, remaining, expired, opening, amount)
+    WHERE g.grant_id = d.grant_id
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM decided) AS decided,
        (SELECT count(*) FROM usage_rows) AS usage_rows,
        (SELECT count(*) FROM journal_rows) AS journal_rows,
        (SELECT count(*) FROM openings) AS openings,
-       (SELECT count(*) FROM balances) AS balances
+       (SELECT count(*) FROM balances) AS balances,
+       (SELECT count(*) FROM grant_rows) AS grants
 
 -- insert_rejections --
 -- Store refused events with their reason (overdraft, refund too large, invalid input…).

@@ -39,3 +39,113 @@ ORDER BY m.user_id
 -- count_tracked_balances --
 -- How many users the journal tracks. No parameters.
 SELECT count(*) FROM worker.balance_opening
+
+-- find_grant_drift --
+-- One page of the grants check (docs/ledger.md, "Journal and reconcile"), in user id order, over
+-- the users with a balance, an opening or a live grant. One row per finding, by kind:
+--   grants                  "CreditBalance"."creditsRemaining" (actual; NULL: the row is gone)
+--                           differs from the sum of the user's live grants' remaining (expected)
+--   balance_without_grants  a balance <> 0 the worker never touched (no live grant, no
+--                           opening): not drift, the worker makes it a legacy grant when it
+--                           first moves it
+--   grant                   one grant (grant_id) whose remaining (actual) differs from its
+--                           opening + what the journal's `grants` pairs moved in or out of it
+--                           (expected); for a pending or voided grant, what they moved (actual)
+--                           must be 0; a pair naming a grant the user does not have: expected =
+--                           what it moved, actual NULL
+-- The grants looked at are the page users' live grants (credit_grant_user_live_idx) and those
+-- their journal names (by key); find_expired_grant_drift covers the expired ones nothing names.
+-- Always one row at least: page_last / page_size as in find_balance_drift, kind NULL when the
+-- page had no finding.
+-- $1 after user id text ('' for the first page), $2 page size int
+WITH page AS (
+    SELECT user_id FROM (
+        (SELECT "userId" AS user_id FROM "CreditBalance" WHERE "userId" > $1 ORDER BY 1 LIMIT $2)
+        UNION
+        (SELECT user_id FROM worker.balance_opening WHERE user_id > $1 ORDER BY 1 LIMIT $2)
+        UNION
+        (SELECT DISTINCT user_id FROM worker.credit_grant
+         WHERE state = 'live' AND user_id > $1 ORDER BY 1 LIMIT $2)
+    ) u
+    ORDER BY user_id LIMIT $2
+), moved AS (
+    SELECT j.user_id, m.value ->> 0 AS grant_id, sum((m.value ->> 1)::bigint)::bigint AS moved
+    FROM page p
+    JOIN worker.journal j ON j.user_id = p.user_id
+    CROSS JOIN LATERAL jsonb_array_elements(j.grants) m
+    GROUP BY 1, 2
+), grants AS (
+    -- every live grant of a user in the page's range is a page user's (the page is that range)
+    SELECT g.user_id, g.grant_id, g.state, g.remaining, g.opening
+    FROM worker.credit_grant g
+    WHERE g.state = 'live' AND g.user_id > $1 AND g.user_id <= (SELECT max(user_id) FROM page)
+    UNION
+    -- by key: an array keeps the plan on the primary key whatever the estimate of `moved`
+    SELECT g.user_id, g.grant_id, g.state, g.remaining, g.opening
+    FROM worker.credit_grant g
+    WHERE g.grant_id = ANY (ARRAY(SELECT DISTINCT grant_id FROM moved))
+      AND g.user_id IN (SELECT user_id FROM page)
+), per_grant AS (
+    SELECT coalesce(g.user_id, m.user_id) AS user_id, coalesce(g.grant_id, m.grant_id) AS grant_id,
+           CASE WHEN g.grant_id IS NULL THEN m.moved
+                WHEN g.state IN ('pending', 'voided') THEN 0
+                ELSE g.opening + coalesce(m.moved, 0) END AS expected,
+           CASE WHEN g.grant_id IS NULL THEN NULL
+                WHEN g.state IN ('pending', 'voided') THEN coalesce(m.moved, 0)
+                ELSE g.remaining END AS actual
+    FROM grants g
+    FULL JOIN moved m ON m.grant_id = g.grant_id AND m.user_id = g.user_id
+), live AS (
+    SELECT user_id, sum(remaining)::bigint AS total
+    FROM grants WHERE state = 'live' GROUP BY user_id
+), per_user AS (
+    SELECT p.user_id,
+           CASE WHEN l.user_id IS NULL AND o.user_id IS NULL THEN 'balance_without_grants'
+                ELSE 'grants' END AS kind,
+           coalesce(l.total, 0) AS expected, cb."creditsRemaining" AS actual
+    FROM page p
+    LEFT JOIN live l ON l.user_id = p.user_id
+    -- the ranges keep these on their indexes (a hash of the whole table per page adds up)
+    LEFT JOIN "CreditBalance" cb ON cb."userId" = p.user_id
+        AND cb."userId" > $1 AND cb."userId" <= (SELECT max(user_id) FROM page)
+    LEFT JOIN worker.balance_opening o ON o.user_id = p.user_id
+        AND o.user_id > $1 AND o.user_id <= (SELECT max(user_id) FROM page)
+    WHERE cb."userId" IS NOT NULL OR l.user_id IS NOT NULL  -- neither: find_balance_drift's case
+), found AS (
+    SELECT kind, user_id, NULL::text AS grant_id, expected, actual::bigint AS actual
+    FROM per_user WHERE actual IS DISTINCT FROM expected
+    UNION ALL
+    SELECT 'grant', user_id, grant_id, expected, actual
+    FROM per_grant WHERE actual IS DISTINCT FROM expected
+)
+SELECT s.page_last, s.page_size, d.kind, d.user_id, d.grant_id, cb."clerkUserId" AS clerk_user_id,
+       d.expected, d.actual
+FROM (SELECT max(user_id) AS page_last, count(*) AS page_size FROM page) s
+LEFT JOIN found d ON true
+LEFT JOIN "CreditBalance" cb ON cb."userId" = d.user_id
+ORDER BY d.user_id, d.kind, d.grant_id
+
+-- find_expired_grant_drift --
+-- Expired grants whose remaining differs from their opening although no journal movement of
+-- their user names them (find_grant_drift checks every grant the journal names, and every live
+-- one). Reads the expired grants once (credit_grant_ended_idx), the journal only for the few
+-- whose remaining <> opening. Rows as find_grant_drift's, kind 'grant'. No parameters.
+SELECT 'grant' AS kind, g.user_id, g.grant_id, cb."clerkUserId" AS clerk_user_id,
+       g.opening::bigint AS expected, g.remaining::bigint AS actual
+FROM worker.credit_grant g
+LEFT JOIN "CreditBalance" cb ON cb."userId" = g.user_id
+WHERE g.state = 'expired' AND g.remaining <> g.opening
+  AND NOT EXISTS (
+      SELECT 1 FROM worker.journal j CROSS JOIN LATERAL jsonb_array_elements(j.grants) m
+      WHERE j.user_id = g.user_id AND m.value ->> 0 = g.grant_id
+  )
+ORDER BY g.user_id, g.grant_id
+
+-- count_grant_checked_users --
+-- How many users the grants check pages over (a balance, an opening or a live grant).
+-- No parameters.
+SELECT count(*) FROM (
+    SELECT "userId" FROM "CreditBalance"
+    UNION SELECT user_id FROM worker.balance_opening
+    UNION SELECT user_id FROM worker.credit_grant WHERE state = 'live'
+) u

@@ -72,14 +72,21 @@ SELECT u."id" AS user_id, (SELECT "id" FROM balance) AS balance_id FROM u
 
 -- grant_starter_credits --
 -- A Clerk user's starter credits, once ever: the journal movement 'starter/<clerk user id>' (its
--- primary key: a Clerk id whose "User" was removed and created again gets none the second time)
--- and the balance created with the user. Returns the credits granted, nothing if already granted.
+-- primary key: a Clerk id whose "User" was removed and created again gets none the second time),
+-- their grant (never expiring, priority 10: worker/ledger/grants.py) and the balance created with
+-- the user. Returns the credits granted, nothing if already granted.
 -- $1 clerk user id text, $2 "User".id text, $3 "CreditBalance".id text, $4 credits int
 WITH starter AS (
-    INSERT INTO worker.journal (event_id, user_id, kind, delta, reference, reason)
-    VALUES ('starter/' || $1, $2, 'starter', $4, $1, 'starter credits')
+    INSERT INTO worker.journal (event_id, user_id, kind, delta, reference, reason, grants)
+    VALUES ('starter/' || $1, $2, 'starter', $4::int, $1, 'starter credits',
+            jsonb_build_array(jsonb_build_array('starter/' || $1, $4::int)))
     ON CONFLICT (event_id) DO NOTHING
     RETURNING delta
+), grant_row AS (
+    INSERT INTO worker.credit_grant (grant_id, user_id, source, amount, remaining, priority,
+                                     effective_at, reference, state)
+    SELECT 'starter/' || $1, $2, 'starter', s.delta, s.delta, 10, now(), $1, 'live' FROM starter s
+    RETURNING 1
 )
 UPDATE "CreditBalance" cb
 SET "creditsRemaining" = cb."creditsRemaining" + s.delta, "updatedAt" = CURRENT_TIMESTAMP

@@ -145,6 +145,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
         max_retries=2,
         pool_max_size=8,
         waiting_sweep_ms=200,
+        grant_sweep_ms=500,
         log_format="console",
     )
 

@@ -42,11 +42,12 @@ def test_tiny_bench_completes_and_verifies_exactly_once(pg_url: str, redis_url: 
     assert report["violation"] is None
     measured = {(f["path"], f["distribution"]) for f in report["figures"]}
     for dist in ("uniform", "hot"):
-        assert {(p, dist) for p in ("a", "a1", "b", "b_part", "c", "d", "f", "f_direct")} <= measured
+        assert {(p, dist) for p in ("a", "a1", "b", "b_part", "c", "c3", "d", "f", "f_direct")} <= measured
+        assert report["grant_crossings"][dist] > 0  # (c3)'s debits did cross from grant to grant
     assert ("e", "any") in measured
     assert [s["processes"] for s in report["scale_out"]] == [1, 2]
     assert report["latency"]["samples"] > 0
-    assert len(report["checks"]) == 20  # 8 per distribution, latency, no-op, 2 scale-out runs
+    assert len(report["checks"]) == 22  # 9 per distribution, latency, no-op, 2 scale-out runs
 
 
 async def test_verification_fails_loudly_on_a_double_debit(conn, database_url: str) -> None:

@@ -306,9 +306,14 @@ async def test_without_a_reference_on_the_payments_the_subscription_history_deci
 
 
 async def test_a_yearly_subscription_payment_grants_twelve_months_of_credits(conn, settings, buyer):
+    """As twelve monthly allowances: this month's now, each next one at its month's start
+    (tests/integration/test_grants.py follows them through the year)."""
     created = hook("SUBSCRIPTION_CREATED", DAY0 - timedelta(minutes=5),
                    subscription=subscription("sub_y", plan_id="plan_pro", value=499.00, cycle="YEARLY"))  # fmt: skip
     paid = hook("PAYMENT_CONFIRMED", DAY0, payment=payment("pay_y", value=499.00, subscription="sub_y"))
     for order in ([created, paid],):
         assert await apply_in_order(conn, settings, order) == [(APPLIED, None), (APPLIED, None)]
-    assert (await state(conn))["balance"] == 12000
+    assert (await state(conn))["balance"] == 1000
+    rows = await conn.fetch("SELECT amount, state FROM worker.credit_grant WHERE reference = 'pay_y'")
+    assert sorted((r["amount"], r["state"]) for r in rows) == [(1000, "live")] + [(1000, "pending")] * 11
+    assert await conn.fetchval("SELECT credits FROM worker.billing_grant WHERE grant_id = 'pay_y'") == 1000

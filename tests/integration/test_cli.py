@@ -156,7 +156,7 @@ async def test_user_show_prints_the_balance_its_movements_and_why_and_what_waits
     movements = [line.split() for line in lines if line.rstrip().endswith((" a1", " b1", " c1"))]
     # newest first: the adjustment's transaction, then the batch's two, by event id descending
     assert [m[-1] for m in movements] == ["c1", "b1", "a1"]
-    assert " ".join(movements[0][2:]) == "adjustment +7 - support ticket 42 c1"
+    assert " ".join(movements[0][2:]) == "adjustment +7 " + f"adjustment/{user_id}"[:23] + "… support ticket 42 c1"
     assert " ".join(movements[1][2:]) == "refund +4 a1 refund of AI_IMAGE_GENERATION b1"
     assert " ".join(movements[2][2:]) == "usage -10 a1 AI_IMAGE_GENERATION a1"
     assert "more:" not in text.stdout
@@ -170,7 +170,7 @@ async def test_user_show_prints_the_balance_its_movements_and_why_and_what_waits
     assert view["user"] == {"id": user_id, "email": "<email>", "is_active": True}
     assert view["balance"] == 101 and view["next_cursor"] is None
     assert [(m["event_id"], m["kind"], m["delta"], m["reference"], m["reason"]) for m in view["movements"]] == [
-        ("c1", "adjustment", 7, None, "support ticket 42"),
+        ("c1", "adjustment", 7, f"adjustment/{user_id}", "support ticket 42"),
         ("b1", "refund", 4, "a1", "refund of AI_IMAGE_GENERATION"),
         ("a1", "usage", -10, "a1", "AI_IMAGE_GENERATION"),
     ]  # fmt: skip

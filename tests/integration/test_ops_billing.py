@@ -57,6 +57,10 @@ async def _a_reversed_subscription_payment(conn) -> str:
         dict(movement, event_id="u1", kind="usage", delta=-3, reference="u1"),  # not the payment's
     )  # fmt: skip
     await _insert(conn, "worker.credit_debt", dict(user_id=user_id, amount=5))
+    await _insert(conn, "worker.credit_grant", dict(
+        grant_id="plan/pay_1/0", user_id=user_id, source="plan", amount=100, remaining=80, priority=5,
+        effective_at=PAID, expires_at=PAID + 31 * day, reference="pay_1", state="live",
+    ))  # fmt: skip
     event = dict(userId=user_id, clerkUserId="user_b", planKey="plan_pro", status="CONFIRMED",
                  eventType="PAYMENT_CONFIRMED", occurredAt=PAID.replace(tzinfo=None))  # fmt: skip
     await _insert(
@@ -112,7 +116,8 @@ async def test_show_prints_a_payments_facts_grant_movements_events_waiting_and_s
     assert "ana@example.com" not in shown.stdout  # masked as the logs mask it
     sections = _sections(shown.stdout)
     assert list(sections) == [
-        "payment pay_1", "grant", "movements (oldest first)", "subscription events (oldest first)",
+        "payment pay_1", "grant", "allowances (credit grants)", "movements (oldest first)",
+        "subscription events (oldest first)",
         "waiting events (1 open)", "rejections", "subscription sub_1",
     ]  # fmt: skip
     facts = {line[0]: line[1:] for line in sections["payment pay_1"]}
@@ -127,6 +132,9 @@ async def test_show_prints_a_payments_facts_grant_movements_events_waiting_and_s
     assert grant[:8] == ["pay_1", "subscription", "granted", "plan_pro", "MONTHLY", "100", "20",
                          "5"]  # fmt: skip
     assert grant[-1] == "partial_refund"
+    # its one monthly allowance: the partial refund took 20 of its 100 back
+    [allowance] = sections["allowances (credit grants)"][1:]
+    assert allowance[:4] == ["live", "80", "100", "0"] and allowance[-1] == "plan/pay_1/0"
     # oldest first; the user's usage is not the payment's
     assert [m[2:] for m in sections["movements (oldest first)"][1:]] == [
         ["grant", "+100", "plan", "plan_pro", "grant/pay_1"],
@@ -154,7 +162,7 @@ async def test_show_prints_a_payments_facts_grant_movements_events_waiting_and_s
     assert as_json.returncode == 0, as_json.stderr
     view = json.loads(as_json.stdout)
     assert set(view) == {
-        "payment_id", "payment", "clerk_user_id", "user", "customer", "grants", "movements",
+        "payment_id", "payment", "clerk_user_id", "user", "customer", "grants", "allowances", "movements",
         "subscription_events", "waiting", "rejections", "subscription",
     }  # fmt: skip
     assert view["payment"]["value_cents"] == 4990 and view["payment"]["paid_at"] == PAID.isoformat()

@@ -399,7 +399,7 @@ async def test_journal_has_exactly_one_movement_per_balance_change(conn, setting
 
 
 async def test_every_movement_says_its_kind_reference_and_reason(conn, settings):
-    await make_user(conn, "u", credits=100)
+    user_id = await make_user(conn, "u", credits=100)
     support = {**adjust("u", 7, id="c"), "reason": "support: ticket 42 \x1f ✓"}  # any text survives
     await apply(conn, settings, usage("u", id="a", credits=10, op="AI_IMAGE_GENERATION"),
                 refund("u", of="a", id="b", credits=4), support)  # fmt: skip
@@ -408,7 +408,7 @@ async def test_every_movement_says_its_kind_reference_and_reason(conn, settings)
     assert [tuple(r) for r in rows] == [
         ("a", "usage", "a", "AI_IMAGE_GENERATION", None),
         ("b", "refund", "a", "refund of AI_IMAGE_GENERATION", "a"),
-        ("c", "adjustment", None, "support: ticket 42 \x1f ✓", None),
+        ("c", "adjustment", f"adjustment/{user_id}", "support: ticket 42 \x1f ✓", None),
         ("d", "refund", "a", "refund of AI_IMAGE_GENERATION", "a"),
     ]  # fmt: skip
     assert await find_balance_drift(conn) == []

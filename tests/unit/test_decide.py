@@ -133,7 +133,8 @@ def test_adjustments_are_journal_movements_without_usage_rows():
     adj = ev(type="credits.adjusted", id="g", clerkUserId="u1", delta=25, reason="promo")
     plan = run([adj])
     assert plan.usage_rows == []
-    assert plan.journal_rows == [("g", "id-u1", "adjustment", 25, None, None, "promo")]
+    assert plan.journal_rows == [("g", "id-u1", "adjustment", 25, None, "adjustment/id-u1", "promo",
+                                  '[["adjustment/id-u1",25]]')]  # the user's adjustment grant
     assert plan.openings == {"id-u1": 100}
 
 
@@ -143,7 +144,7 @@ def test_every_movement_says_what_it_refers_to_and_why():
     target = RefundTarget("old", "u1", 10, "AI_IMAGE_GENERATION", refunded=0, decided=True)
     plan = run([use("a", credits=8, at=1), refund("r", of="a", credits=3), refund("r2", of="old")],
                targets={"old": target})  # fmt: skip
-    assert plan.journal_rows == [
+    assert [row[:7] for row in plan.journal_rows] == [
         ("a", "id-u1", "usage", -8, None, "a", "AI_TEXT_CHAT"),
         ("r", "id-u1", "refund", 3, "a", "a", "refund of AI_TEXT_CHAT"),
         ("r2", "id-u1", "refund", 10, "old", "old", "refund of AI_IMAGE_GENERATION"),

@@ -25,19 +25,24 @@ import asyncpg
 
 from ..errors import MustWait
 from ..events import BillingEvent, billing_event_adapter
+from .. import clock
 from ..ledger.decide import APPLIED, Account, Outcome
-from ..ledger.decide import Plan as LedgerPlan
+from ..ledger.grants import Grant
 from ..repo import billing as repo
+from ..repo.grants import DueStart
 from ..repo import ledger as ledger_repo
 from ..repo.users import find_user_id
 from ..settings import Settings
 from . import subscriptions
+from .books import Books
 from .each import Family
 from .payments import (
     GRANT_EVENTS, PARTIALLY_REFUNDED, REVERSAL_EVENTS, WARNINGS, GrantState,
-    PaymentFacts, PlanTerms, Settlement, infer_cycle, merge, move_to_target, new_grant,
+    PaymentFacts, PlanTerms, Settlement, grant_months, infer_cycle, merge, move_to_target, new_grant,
     reversal_target,
 )  # fmt: skip
+from .payments import start_allowance as start_payment_allowance
+from .plan_credits import allowances, plan_credits
 
 
 class PaymentResult(NamedTuple):
@@ -50,33 +55,6 @@ class PaymentResult(NamedTuple):
 class RegrantResult(NamedTuple):
     note: str  # granted, already_granted, not_paid, unknown_payment, or why it still waits
     detail: str | None
-
-
-class _Books:
-    """One user's balance and debt while a payment event moves credits."""
-
-    def __init__(self, account: Account, debt: int) -> None:
-        self.account, self.balance, self.debt, self.opening_debt = account, account.balance, debt, debt
-        self.plan = LedgerPlan()
-        self.plan.openings[account.user_id] = account.balance
-
-    def write(self, grant_id: str, settlement: Settlement) -> None:
-        for m in settlement.movements:
-            refund_of = None if m.kind == "grant" else f"grant/{grant_id}"
-            self.plan.journal_rows.append(
-                (m.key, self.account.user_id, m.kind, m.delta, refund_of, grant_id, m.reason)
-            )
-            self.balance += m.delta
-        self.debt = settlement.debt
-
-    async def close(self, conn: asyncpg.Connection, grant: GrantState) -> None:
-        """Write the movements, the balance, the debt and the grant."""
-        if self.plan.journal_rows:
-            self.plan.balance_deltas[self.account.balance_id] = self.balance - self.account.balance
-            await ledger_repo.write_ledger(conn, self.plan)
-        if self.debt != self.opening_debt:
-            await repo.save_debt(conn, self.account.user_id, self.debt)
-        await repo.save_grant(conn, grant, self.account.clerk_user_id, self.account.user_id)
 
 
 async def _plan_of(conn: asyncpg.Connection, facts: PaymentFacts) -> tuple[PlanTerms | None, str | None, str | None]:
@@ -100,7 +78,7 @@ async def _plan_of(conn: asyncpg.Connection, facts: PaymentFacts) -> tuple[PlanT
 
 
 async def _grant(
-    conn: asyncpg.Connection, facts: PaymentFacts, account: Account | None, books: _Books | None
+    conn: asyncpg.Connection, facts: PaymentFacts, account: Account | None, books: Books | None
 ) -> Settlement | None:
     """The payment's first grant, or None if it is not a credit payment. Raises MustWait for
     what it still needs."""
@@ -118,20 +96,36 @@ async def _grant(
     if account is None or books is None:
         raise MustWait("unknown_user", f"user:{facts.clerk_user_id}",
                        f"no user {facts.clerk_user_id} yet (its user.created is not in)")  # fmt: skip
-    return new_grant(facts, plan, cycle, balance=books.balance, debt=books.debt)
+    terms, readable = plan_credits(plan.features)
+    # Periods start when the credits are given, not at the payment's event time: a payment granted
+    # late (it waited for its user or plan) still gets whole periods, never credits born expired.
+    grants = allowances(
+        user_id=account.user_id, grant_id=facts.grant_id, credits=plan.credits,
+        months=grant_months(facts, cycle), pack=plan.is_pack, terms=terms,
+        start=books.now, now=books.now,
+    )  # fmt: skip
+    started = sum(a.amount for a in grants if a.state == "live")
+    settlement = new_grant(facts, plan, cycle, balance=books.balance, debt=books.debt, credits=started)
+    if settlement.grant.outcome != "granted":
+        return settlement
+    books.add_allowances(grants)
+    if not readable:
+        settlement = replace(settlement, note=settlement.note or "bad_plan_credits",
+                             grant=replace(settlement.grant, note=settlement.grant.note or "bad_plan_credits"))
+    return settlement
 
 
-async def _lock_books(conn: asyncpg.Connection, clerk_user_id: str | None) -> tuple[Account | None, _Books | None]:
+async def _lock_books(conn: asyncpg.Connection, clerk_user_id: str | None) -> tuple[Account | None, Books | None]:
     if clerk_user_id is None:
         return None, None
     account = (await ledger_repo.lock_accounts(conn, [clerk_user_id])).get(clerk_user_id)
     if account is None:
         return None, None
-    return account, _Books(account, await repo.read_debt(conn, account.user_id))
+    return account, await Books.open(conn, account, clock.now())
 
 
 async def _settle_reversal(
-    conn: asyncpg.Connection, facts: PaymentFacts, grant: GrantState, books: _Books,
+    conn: asyncpg.Connection, facts: PaymentFacts, grant: GrantState, books: Books,
     settings: Settings, why: str,
 ) -> tuple[GrantState, str | None, bool]:  # fmt: skip
     """Move the grant's reversal to what its payments' facts say now."""
@@ -162,6 +156,8 @@ async def _apply_payment_event(
     await subscriptions.note_payment(conn, facts)
 
     grant = await repo.lock_grant(conn, facts.grant_id)
+    if books is not None:
+        await books.load_own(conn, facts.grant_id)
     note: str | None = None
     why = event.eventType
     if event.eventType in GRANT_EVENTS and (grant is None or grant.outcome == "refused"):
@@ -221,6 +217,8 @@ async def regrant(
                             plan_override=plan_ref or facts.plan_override)  # fmt: skip
             await repo.save_payment(conn, facts)
             grant = await repo.lock_grant(conn, facts.grant_id)
+            if books is not None:
+                await books.load_own(conn, facts.grant_id)
             if grant is not None and grant.outcome == "granted":
                 return RegrantResult("already_granted", f"plan {grant.plan_id}, {grant.credits} credits")
             if facts.paid_at is None:
@@ -240,6 +238,29 @@ async def regrant(
                                  + (f" ({moved})" if moved else ""))  # fmt: skip
     except MustWait as exc:
         return RegrantResult(exc.reason, exc.detail)
+
+
+async def start_allowance(conn: asyncpg.Connection, books: Books, due: DueStart, settings: Settings) -> bool:
+    """A pending allowance of a payment starts (the grant sweep, with the balance locked): its
+    credits, then the payment's reversal moved to what its facts say now (an allowance of a
+    refunded payment is taken back as it starts). False if the payment's grant is gone."""
+    assert due.reference is not None
+    grant = await repo.lock_grant(conn, due.reference)
+    if grant is None or grant.outcome != "granted":
+        return False
+    await books.load_own(conn, due.reference)
+    books.wallet.start(Grant.at(due.grant_id, due.source, 0, due.priority, due.effective_at, due.expires_at))
+    books.starting(due.grant_id, due.amount)
+    settlement = start_payment_allowance(grant, due.grant_id, due.amount, debt=books.debt)
+    books.write(grant.grant_id, settlement)
+    if due.reference.startswith("installment:"):
+        facts = (await repo.installment_payments(conn, due.reference.partition(":")[2]))[0]
+    else:
+        facts = await repo.lock_payment(conn, due.reference)
+    grant, _, _ = await _settle_reversal(conn, facts, settlement.grant, books, settings,
+                                         "refund or chargeback of the payment")  # fmt: skip
+    await repo.save_grant(conn, grant, books.account.clerk_user_id, books.account.user_id)
+    return True
 
 
 def releases(raw: Any) -> list[str]:

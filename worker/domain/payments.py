@@ -53,7 +53,7 @@ PACK_SOURCE = "pack"  # "Plan".billingSource of a credit pack
 # Notes ops should hear about (logged as warnings, counted per batch).
 WARNINGS = frozenset({
     "balance_out_of_range", "payment_user_mismatch", "reversed_below_zero", "debt_recorded",
-    "amount_differs_from_price", "refund_amount_unknown",
+    "amount_differs_from_price", "refund_amount_unknown", "bad_plan_credits",
 })  # fmt: skip
 
 GrantKind = Literal["subscription", "one_off", "installment"]
@@ -69,6 +69,7 @@ class PlanTerms:
     billing_source: str = "manual"
     price_monthly_cents: int | None = None
     price_yearly_cents: int | None = None
+    features: object = None  # "Plan".features: how its credits behave (plan_credits.py)
 
     @property
     def is_pack(self) -> bool:
@@ -288,13 +289,20 @@ def _pay_debt(grant_id: str, suffix: str, credits: int, debt: int) -> tuple[list
     return [Movement(f"debt_payment/{grant_id}{suffix}", "debt_payment", -paid, "debt paid first")], debt - paid
 
 
+def grant_months(facts: PaymentFacts, cycle: str | None) -> int:
+    """How many months of the plan a payment pays for."""
+    return cycle_months(cycle) if facts.kind == "subscription" else 1
+
+
 def new_grant(
-    facts: PaymentFacts, plan: PlanTerms, cycle: str | None, *, balance: int, debt: int
+    facts: PaymentFacts, plan: PlanTerms, cycle: str | None, *, balance: int, debt: int,
+    credits: int | None = None,
 ) -> Settlement:
-    """The first grant of a payment (or installment plan) with its plan known."""
+    """The first grant of a payment (or installment plan) with its plan known. `credits`: what
+    it gives now (its allowances that have started, plan_credits.py); by default all its months."""
     grant_id, kind = facts.grant_id, facts.kind
-    months = cycle_months(cycle) if kind == "subscription" else 1
-    credits = plan.credits * months
+    months = grant_months(facts, cycle)
+    credits = plan.credits * months if credits is None else credits
     if balance + credits - min(debt, credits) > INT32_MAX:
         refused = GrantState(grant_id, kind, "refused", plan.plan_id, cycle, note="balance_out_of_range")
         return Settlement(refused, debt=debt, note="balance_out_of_range")
@@ -309,6 +317,14 @@ def new_grant(
     paying, debt = _pay_debt(grant_id, "", credits, debt)
     grant = GrantState(grant_id, kind, "granted", plan.plan_id, cycle, credits, note=note)
     return Settlement(grant, movements + paying, debt, note)
+
+
+def start_allowance(grant: GrantState, allowance_id: str, credits: int, *, debt: int) -> Settlement:
+    """One more allowance of a granted payment starts (a yearly plan's next month): the grant
+    has given that much more, paying the debt first. Its reversal follows (`move_to_target`)."""
+    movements = [Movement(f"start/{allowance_id}", "grant_start", credits, f"allowance {allowance_id} starts")]
+    paying, debt = _pay_debt(grant.grant_id, f"/start/{allowance_id}", credits, debt)
+    return Settlement(replace(grant, credits=grant.credits + credits), movements + paying, debt)
 
 
 def move_to_target(

@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 from pydantic import TypeAdapter, ValidationError
 
-from .. import codec
+from .. import clock, codec
 from ..events import (
     EVENT_ID_CHARS,
     EVENT_ID_MAX,
@@ -251,6 +251,8 @@ async def _apply_pass(
                                          f"usage {event.refundOf} has not been applied yet")
                     del events[i]
 
+        users_left = {accounts[e.clerkUserId].user_id for e in events.values()}
+        grants = await repo.find_live_grants(conn, sorted(users_left)) if users_left else {}
         needs_costs = any(type(e) is UsageRecorded and e.credits is None for e in events.values())
         used_labels = {e.operationType for e in events.values() if type(e) is UsageRecorded}
         plan = decide(
@@ -261,7 +263,13 @@ async def _apply_pass(
             default_costs=settings.default_feature_costs,
             policy=settings.overdraft_policy,
             operation_types=await labels.current(conn, used_labels) if used_labels else None,
+            now=clock.now(),
+            grants=grants,
         )
+        if plan.absorbed:
+            # a balance written without the worker (a seed, the app): it opens a legacy grant (or
+            # the debt) once; reconcile's journal check shows a write the app made later
+            log.info("balance_absorbed", users=plan.absorbed)
         # Every decided event's idempotency key goes in with its effects, in the same statement:
         # a twin that was decided since the lookup makes it fail (see _apply_events). Events
         # that wait are not decided: they are stored in worker.waiting, in this transaction.

@@ -19,6 +19,7 @@ from typing import Literal, NamedTuple
 from ..codec import compact
 from ..events import INT32_MAX, CreditsAdjusted, UsageRecorded, UsageRefunded
 from .cost import CostError, feature_cost
+from .grants import Allocation, Grant, Wallet, encode
 
 LedgerEvent = UsageRecorded | UsageRefunded | CreditsAdjusted
 Policy = Literal["reject", "allow"]
@@ -50,6 +51,8 @@ class RefundTarget:
     operation_type: str | None
     refunded: int  # credits already given back
     decided: bool  # the worker already decided on this event id
+    taken: Allocation = field(default_factory=list)  # what the usage took from which grant
+    given: dict[str, int] = field(default_factory=dict)  # per grant, what its refunds gave back
 
 
 class Outcome(NamedTuple):  # a NamedTuple: made once per event, 3x cheaper than a dataclass
@@ -63,12 +66,20 @@ class Outcome(NamedTuple):  # a NamedTuple: made once per event, 3x cheaper than
 @dataclass
 class Plan:
     usage_rows: list[tuple] = field(default_factory=list)  # UsageHistory columns
-    # (event_id, user_id, kind, delta, refund_of, reference, reason)
+    # (event_id, user_id, kind, delta, refund_of, reference, reason, grants JSON)
     journal_rows: list[tuple] = field(default_factory=list)
     openings: dict[str, int] = field(default_factory=dict)  # user_id -> balance before the batch
     balance_deltas: dict[str, int] = field(default_factory=dict)  # balance_id -> delta
+    wallets: dict[str, Wallet] = field(default_factory=dict)  # clerk user id -> its grants
+    absorbed: int = 0  # users whose balance the grants did not explain (grants.Wallet.absorb)
     rejections: list[tuple] = field(default_factory=list)  # (event_id, type, reason, detail, payload)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def grant_updates(self) -> list[tuple[str, int, int, int, int]]:
+        return [row for w in self.wallets.values() for row in w.update_rows()]
+
+    def grant_inserts(self) -> list[tuple]:
+        return [row for w in self.wallets.values() for row in w.insert_rows()]
 
 
 def usage_cost(event: UsageRecorded, feature_costs: Mapping[str, object], defaults: Mapping[str, int]) -> int | None:
@@ -104,6 +115,7 @@ class _Decider:
         policy: Policy,
         now: datetime,
         operation_types: frozenset[str] | None,
+        grants: Mapping[str, Sequence[Grant]],
     ) -> None:
         self.accounts = accounts
         self.targets = targets
@@ -114,10 +126,13 @@ class _Decider:
         self.operation_types = operation_types
         self.plan = Plan()
         self.balances = {clerk: a.balance for clerk, a in accounts.items()}
+        self.grants = grants
         # usages decided in this batch: id -> (clerk user, credits used, op type), None if
         # rejected, WAITED if it waits (its refunds wait for it)
         self.batch_usages: dict[str, tuple[str, int, str] | None | str] = {}
         self.batch_refunded: dict[str, int] = defaultdict(int)
+        self.batch_taken: dict[str, Allocation] = {}  # usage id -> what it took from which grant
+        self.batch_given: dict[str, dict[str, int]] = defaultdict(dict)
         self.in_batch_usages: set[str] = set()  # ids of the batch's usages, decided or not
         self.waiting: dict[str, list[UsageRefunded]] = defaultdict(list)  # refunds of those not yet decided
 
@@ -146,27 +161,54 @@ class _Decider:
         self.plan.rejections.append((event.id, event.type, reason, detail, payload))
         self.plan.outcomes[event.id] = Outcome(event.id, REJECTED, reason)
 
-    def move(
-        self, event: LedgerEvent, kind: str, delta: int, reference: str | None, reason: str | None,
-        refund_of: str | None = None,
-    ) -> bool:
-        """Change the user's balance by delta, under the overdraft policy. False if rejected.
-        The movement says what it refers to and why (`user show` prints them)."""
-        account = self.accounts[event.clerkUserId]
+    def wallet(self, clerk_user_id: str) -> Wallet:
+        wallet = self.plan.wallets.get(clerk_user_id)
+        if wallet is None:
+            account = self.accounts[clerk_user_id]
+            wallet = Wallet.read(account.user_id, self.grants.get(account.user_id, ()))
+            if wallet.absorb(account.balance, self.now):
+                self.plan.absorbed += 1
+            self.plan.wallets[clerk_user_id] = wallet
+        return wallet
+
+    def allowed(self, event: LedgerEvent, delta: int, usable: int | None = None) -> bool:
+        """Whether a change by delta keeps to the overdraft policy and INTEGER; rejects if not.
+        `usable`: the credits live grants hold now (a debit under `reject` must fit in them)."""
         balance = self.balances[event.clerkUserId]
         after = balance + delta
-        if delta < 0 and after < 0 and self.policy == "reject":
+        if delta < 0 and self.policy == "reject" and (after < 0 or (usable is not None and usable + delta < 0)):
             self.reject(event, "insufficient_credits", f"balance {balance}, change {delta}")
             return False
         if not -INT32_MAX <= after <= INT32_MAX:
             self.reject(event, "balance_out_of_range", f"balance {balance}, change {delta}")
             return False
-        self.plan.openings.setdefault(account.user_id, account.balance)
-        self.balances[event.clerkUserId] = after
-        self.plan.balance_deltas[account.balance_id] = self.plan.balance_deltas.get(account.balance_id, 0) + delta
-        self.plan.journal_rows.append((event.id, account.user_id, kind, delta, refund_of, reference, reason))
-        self.plan.outcomes[event.id] = Outcome(event.id, APPLIED)
         return True
+
+    def move(
+        self, event: LedgerEvent, kind: str, delta: int, reference: str | None, reason: str | None,
+        allocation: Allocation, refund_of: str | None = None,
+    ) -> None:
+        """Change the user's balance by delta (checked by `allowed`), taken from or given to the
+        grants of `allocation`. The movement says what it refers to and why (`user show`)."""
+        account = self.accounts[event.clerkUserId]
+        self.plan.openings.setdefault(account.user_id, account.balance)
+        self.balances[event.clerkUserId] += delta
+        self.plan.balance_deltas[account.balance_id] = self.plan.balance_deltas.get(account.balance_id, 0) + delta
+        self.plan.journal_rows.append(
+            (event.id, account.user_id, kind, delta, refund_of, reference, reason, encode(allocation))
+        )
+        self.plan.outcomes[event.id] = Outcome(event.id, APPLIED)
+
+    def debit(
+        self, event: LedgerEvent, kind: str, credits: int, reference: str | None, reason: str | None
+    ) -> Allocation | None:
+        """Take credits from the user's grants in burn order (grants.py). None if rejected."""
+        wallet = self.wallet(event.clerkUserId)
+        if not self.allowed(event, -credits, wallet.usable(self.now) if self.policy == "reject" else None):
+            return None
+        taken = wallet.take(credits, self.now)
+        self.move(event, kind, -credits, reference, reason, taken)
+        return taken
 
     # --- event kinds ---------------------------------------------------------------------------
 
@@ -189,9 +231,11 @@ class _Decider:
             self.batch_usages[event.id] = WAITED
             return self.wait(event, "no_cost", f"cost:{op}",
                              f"no credits in the event and no cost configured for {op}")  # fmt: skip
-        if not self.move(event, "usage", -cost, event.id, op):  # its "UsageHistory" row
+        taken = self.debit(event, "usage", cost, event.id, op)  # reference: its "UsageHistory" row
+        if taken is None:
             self.batch_usages[event.id] = None
             return
+        self.batch_taken[event.id] = taken
         account = self.accounts[event.clerkUserId]
         details = compact(event.details).decode() if event.details is not None else None
         self.plan.usage_rows.append(
@@ -212,12 +256,17 @@ class _Decider:
                 return self.reject(event, "refund_of_rejected_usage", f"usage {target_id} was rejected")
             owner, used, op = found
             refunded = self.batch_refunded[target_id]
+            taken = self.batch_taken.get(target_id, [])
+            given = self.batch_given[target_id]
         else:
             target = self.targets[target_id]
             if target.credits_used is None:
                 return self.reject(event, "refund_of_rejected_usage", f"usage {target_id} was not applied")
             owner, used, op = target.clerk_user_id, target.credits_used, target.operation_type
             refunded = target.refunded + self.batch_refunded[target_id]
+            taken = target.taken
+            given = self.batch_given.get(target_id) or dict(target.given)
+            self.batch_given[target_id] = given
         if owner != event.clerkUserId:
             return self.reject(event, "refund_user_mismatch", f"usage {target_id} belongs to another user")
         if used < 0:
@@ -229,9 +278,21 @@ class _Decider:
                 event, "refund_exceeds_usage",
                 f"refund {amount} of usage {target_id}: used {used}, already refunded {refunded}",
             )  # fmt: skip
-        if not self.move(event, "refund", amount, target_id, f"refund of {op}", target_id):
+        if not self.allowed(event, amount):
             return None
+        wallet = self.wallet(event.clerkUserId)
+        back, expire = wallet.give_back(taken, given, amount, self.now, f"adjustment/{wallet.user_id}")
+        for grant_id, part in back:
+            given[grant_id] = given.get(grant_id, 0) + part
+        self.move(event, "refund", amount, target_id, f"refund of {op}", back, target_id)
         account = self.accounts[event.clerkUserId]
+        if expire:  # credits back to grants that have ended: they expire at once
+            expired = sum(d for _, d in expire)
+            self.plan.journal_rows.append((f"expire/{event.id}", account.user_id, "grant_expiry", expired,
+                                           None, event.id, "refunded credits of an expired grant",
+                                           encode(expire)))  # fmt: skip
+            self.balances[event.clerkUserId] += expired
+            self.plan.balance_deltas[account.balance_id] += expired
         details = json.dumps({"refundOf": target_id}, separators=(",", ":"))
         self.plan.usage_rows.append(
             (event.id, account.user_id, account.balance_id, op, -amount, details,
@@ -241,7 +302,14 @@ class _Decider:
         return None
 
     def adjustment(self, event: CreditsAdjusted) -> None:
-        self.move(event, "adjustment", event.delta, None, event.reason)
+        if event.delta < 0:
+            self.debit(event, "adjustment", -event.delta, None, event.reason)
+            return
+        if not self.allowed(event, event.delta):
+            return
+        wallet = self.wallet(event.clerkUserId)
+        grant_id = wallet.adjustment_grant(event.id, event.delta, event.priority, event.expiresAt, self.now)
+        self.move(event, "adjustment", event.delta, grant_id, event.reason, wallet.credit(grant_id, event.delta))
 
 
 def decide(
@@ -254,11 +322,13 @@ def decide(
     policy: Policy,
     now: datetime | None = None,
     operation_types: frozenset[str] | None = None,
+    grants: Mapping[str, Sequence[Grant]] | None = None,
 ) -> Plan:
     """Decide every event (none decided before, all with a known account). Refunds whose usage is in the
     same batch are decided right after that usage, whatever their own timestamps say."""
     decider = _Decider(
-        accounts, targets, feature_costs, default_costs, policy, now or datetime.now(UTC), operation_types
+        accounts, targets, feature_costs, default_costs, policy, now or datetime.now(UTC), operation_types,
+        grants or {},
     )
     decider.in_batch_usages = {e.id for e in events if type(e) is UsageRecorded}
     for event in _in_order(events):

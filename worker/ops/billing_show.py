@@ -19,8 +19,7 @@ from .. import clock
 from ..repo import billing_ops as repo
 from ..repo.accounts import find_user_account
 from ..repo.waiting_ops import OPEN_STATES
-from .text import format_age
-from .user_show import cell, utc_time
+from .text import cell, format_age, utc_time
 from .waiting import age_seconds
 
 
@@ -66,6 +65,7 @@ async def payment_view(conn: asyncpg.Connection, payment_id: str) -> dict[str, A
         },
         "customer": _json(await repo.find_customer(conn, customer_id)) if customer_id else None,
         "grants": [_json(g) for g in grants],
+        "allowances": [_json(a) for a in await repo.list_payment_allowances(conn, ids)],
         "movements": [_json(m) for m in movements],
         "subscription_events": [_json(e) for e in events],
         "waiting": [_waiting(w, now) for w in waiting],
@@ -180,6 +180,14 @@ def text_lines(view: dict[str, Any]) -> list[str]:
         [[g["grant_id"], g["kind"], g["outcome"], g["plan_id"], g["cycle"], g["credits"],
           g["reversed_credits"], g["debt_recorded"], _time(g["granted_at"]), g["note"]]
          for g in view["grants"]],
+    )  # fmt: skip
+    lines += ["", "allowances (credit grants)"]
+    lines += _table(
+        [("STATE", 8), ("REMAINING", -9), ("AMOUNT", -7), ("EXPIRED", -7), ("EFFECTIVE", 24),
+         ("EXPIRES", 24), ("GRANT ID", 0)],
+        [[a["state"], a["remaining"], a["amount"], a["expired"], _time(a["effective_at"]),
+          _time(a["expires_at"]) if a["expires_at"] else "never", a["grant_id"]]
+         for a in view["allowances"]],
     )  # fmt: skip
     lines += ["", "movements (oldest first)"]
     lines += _table(

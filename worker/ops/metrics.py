@@ -10,7 +10,8 @@ whole cluster. Its families keep dramatiq's names and labels (`dramatiq_messages
 `dramatiq_message_rejects_total`, `dramatiq_message_duration_milliseconds`,
 `dramatiq_messages_inprogress`), so dashboards written for that middleware keep working; the
 ledger's own families are `pedro_*`. Waiting events (`pedro_waiting_*`) live in PostgreSQL:
-the web process reads them at scrape time too (`WaitingCollector`).
+the web process reads them at scrape time too (`WaitingCollector`), as it reads the credits
+about to expire (`CreditExpiryCollector`).
 """
 
 from __future__ import annotations
@@ -234,10 +235,45 @@ class WaitingCollector(Collector):
         yield from (events, oldest)
 
 
-def render_metrics(reader: StatsReader, waiting: dict[str, Any] | None = None) -> bytes:
-    """`waiting`: `ops.waiting.waiting_view` (None without a DATABASE_URL: no waiting families)."""
+class CreditExpiryCollector(Collector):
+    """Credits about to expire, read from PostgreSQL at scrape time (worker/ops/grants.py): a
+    range scan of the partial index of live grants with an expiry. No family when the read
+    failed (`pedro_postgres_up` already says so)."""
+
+    def __init__(self, view: dict[str, Any]) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        if "error" in self.view:
+            return
+        expiring = self.view["expiring_7d"]
+        for name, doc, value in (
+            (
+                "pedro_credits_expiring_7d",
+                "Credits left in live grants that expire within the next 7 days.",
+                expiring["credits"],
+            ),
+            (
+                "pedro_credits_expiring_users_7d",
+                "Users holding credits that expire within the next 7 days.",
+                expiring["users"],
+            ),
+        ):
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], value)
+            yield gauge
+
+
+def render_metrics(
+    reader: StatsReader, waiting: dict[str, Any] | None = None,
+    credits: dict[str, Any] | None = None,
+) -> bytes:  # fmt: skip
+    """`waiting`: `ops.waiting.waiting_view`, `credits`: `ops.grants.expiry_view` (None without a
+    DATABASE_URL: no waiting or credit families)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisStatsCollector(reader))
     if waiting is not None:
         registry.register(WaitingCollector(waiting))
+    if credits is not None:
+        registry.register(CreditExpiryCollector(credits))
     return generate_latest(registry)

@@ -56,6 +56,11 @@ DASHBOARD = Template(
     <h3 class="sub">Oldest</h3>
     <table class="grid waiting" id="waiting-events"></table>
   </section>
+  <section class="card" id="credits-panel">
+    <h2>Credits expiring / expired <span class="muted">grants in PostgreSQL</span>
+      <span class="muted" id="credits-summary"></span></h2>
+    <div id="credits-expiry" class="ledger"></div>
+  </section>
   <section class="card">
     <h2>Dead letters <span class="muted" id="dlq-count"></span></h2>
     <div class="toolbar">

@@ -1,4 +1,7 @@
-"""Reconcile: every tracked balance == opening + Σ journal movements, page by page.
+"""Reconcile, page by page: every tracked balance == opening + Σ journal movements (drift kind
+`balance`); every balance == Σ remaining of its live grants (`grants`); every grant == its opening
++ what the journal moved in or out of it (`grant`). Balances the worker has not touched yet (no
+grant, no opening) are listed apart, not as drift.
 
 `pedro-worker reconcile` shows a progress bar and ends with a summary; the web process runs the
 same check in the background every `ops_reconcile_interval_s` (one instance at a time, through
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +23,14 @@ import redis
 
 from .. import db
 from ..logs import get_logger
-from ..repo.reconcile import Drift, count_tracked_balances, iter_balance_drift
+from ..repo.reconcile import (
+    WITHOUT_GRANTS,
+    Drift,
+    count_grant_checked_users,
+    count_tracked_balances,
+    iter_balance_drift,
+    iter_grant_drift,
+)
 from ..settings import Settings
 from .keys import Keys
 
@@ -28,14 +39,22 @@ log = get_logger("pedro.ops.reconcile")
 
 @dataclass
 class ReconcileReport:
-    checked: int = 0
-    drift: list[Drift] = field(default_factory=list)
+    checked: int = 0  # balances checked against their journal
+    grants_checked: int = 0  # users whose balance and grants were checked
+    drift: list[Drift] = field(default_factory=list)  # every kind
+    without_grants: list[Drift] = field(default_factory=list)
     seconds: float = 0.0
+
+    def drift_kinds(self) -> dict[str, int]:
+        return dict(Counter(d.kind for d in self.drift))
 
     def summary(self, source: str) -> dict[str, Any]:
         return {
             "checked": self.checked,
             "drift": len(self.drift),
+            "drift_kinds": self.drift_kinds(),
+            "grants_checked": self.grants_checked,
+            "without_grants": len(self.without_grants),
             "seconds": round(self.seconds, 3),
             "at_ms": int(time.time() * 1000),
             "source": source,
@@ -55,6 +74,12 @@ async def reconcile(
         report.drift += drift
         if on_progress is not None:
             on_progress(checked)
+    async for checked, found in iter_grant_drift(conn, page_size):
+        report.grants_checked += checked
+        for d in found:
+            (report.without_grants if d.kind == WITHOUT_GRANTS else report.drift).append(d)
+        if on_progress is not None:
+            on_progress(checked)
     report.seconds = time.monotonic() - started
     return report
 
@@ -69,7 +94,7 @@ async def run_command(settings: Settings, *, as_json: bool, page_size: int = 5_0
 
     conn = await db.connect(settings.require_database_url())
     try:
-        total = await count_tracked_balances(conn)
+        total = await count_tracked_balances(conn) + await count_grant_checked_users(conn)
         with progress(total=total, desc="reconcile", unit="balance") as bar:
             report = await reconcile(conn, page_size=page_size, on_progress=bar.update)
     finally:
@@ -89,21 +114,34 @@ async def run_command(settings: Settings, *, as_json: bool, page_size: int = 5_0
             json.dumps(
                 {
                     "checked": report.checked,
+                    "grants_checked": report.grants_checked,
                     "drift": [d.__dict__ for d in report.drift],
+                    "without_grants": [d.__dict__ for d in report.without_grants],
                     "seconds": round(report.seconds, 3),
                 }
             )
         )
     else:
         for d in report.drift:
-            print(
-                f"DRIFT user={d.user_id} clerkUserId={d.clerk_user_id} expected={d.expected} actual={d.actual}"
-            )
-        print(
-            f"reconcile: {report.checked} balances checked, {len(report.drift)} with drift "
-            f"({report.seconds:.1f}s)"
-        )
+            print(_drift_line(d))
+        print(_summary_line(report))
     return bool(report.drift)
+
+
+def _drift_line(d: Drift) -> str:
+    line = (f"DRIFT user={d.user_id} clerkUserId={d.clerk_user_id} expected={d.expected} "
+            f"actual={d.actual} kind={d.kind}")  # fmt: skip
+    return line if d.grant_id is None else f"{line} grant={d.grant_id}"
+
+
+def _summary_line(report: ReconcileReport) -> str:
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.drift_kinds().items()))
+    line = f"reconcile: {report.checked} balances checked, {len(report.drift)} with drift"
+    line += f" ({kinds})" if kinds else ""
+    line += f"; grants of {report.grants_checked} users checked"
+    if report.without_grants:
+        line += f", {len(report.without_grants)} balances without grants (not touched yet)"
+    return f"{line} ({report.seconds:.1f}s)"
 
 
 class BackgroundReconcile:
@@ -142,6 +180,8 @@ class BackgroundReconcile:
                 "reconcile_done",
                 checked=report.checked,
                 drift=len(report.drift),
+                drift_kinds=report.drift_kinds(),
+                without_grants=len(report.without_grants),
                 seconds=round(report.seconds, 2),
             )
         except Exception as exc:

@@ -1,9 +1,11 @@
-"""`pedro-worker user show CLERK_ID`: one user's balance, why it moved, and what still waits.
+"""`pedro-worker user show CLERK_ID`: one user's balance, its grants, why it moved, and what
+still waits.
 
 Movements come newest first, a page at a time: keyset pagination on (created_at, event_id), so
 a page costs the same however deep it is and a movement written meanwhile never shifts the
 next page. The cursor printed under a page is the last movement's key, opaque to the operator.
-The email is masked as the logs mask it; everything else is what the tables hold.
+The grants (worker/ops/grants.py) are the live ones in burn order, the pending ones and the last
+few that ended. The email is masked as the logs mask it; everything else is what the tables hold.
 
 Exit codes: 0 shown, 1 no such user (its waiting events are still shown: they may be what an
 operator is looking for), 2 usage error (a bad --cursor).
@@ -15,12 +17,12 @@ import base64
 import binascii
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from .. import db
+from .. import clock, db
 from ..logs import scrub
 from ..repo.accounts import (
     Movement,
@@ -29,7 +31,8 @@ from ..repo.accounts import (
 )  # fmt: skip
 from ..repo.waiting_ops import list_waiting
 from ..settings import Settings
-from .text import format_age
+from . import grants as grants_ops
+from .text import cell, format_age, utc_time
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -62,12 +65,14 @@ async def user_view(
     """What `user show` prints, as JSON values. `user` is None when there is no such user."""
     after = decode_cursor(cursor) if cursor else None
     account = await find_user_account(conn, clerk_user_id)
+    now = clock.now()
     movements: list[Movement] = []
+    grants = None
     if account is not None:
         movements = await list_user_movements(conn, account.user_id, after, limit + 1)
+        grants = await grants_ops.user_grants(conn, account.user_id, now)
     page, more = movements[:limit], len(movements) > limit
     waiting, waiting_total = await list_waiting(conn, clerk_user_id=clerk_user_id, limit=limit)
-    now = datetime.now(UTC)
     return {
         "clerk_user_id": clerk_user_id,
         "user": None if account is None else {
@@ -77,6 +82,7 @@ async def user_view(
         },
         "balance": None if account is None else account.balance,
         "debt": None if account is None else account.debt,
+        "grants": grants,
         "movements": [_movement(m) for m in page],
         "next_cursor": encode_cursor(page[-1]) if more else None,
         "waiting": [_waiting(w, now) for w in waiting],
@@ -100,17 +106,6 @@ def _waiting(w: asyncpg.Record, now: datetime) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def cell(value: object, width: int) -> str:
-    """One table cell: control characters shown as '·', long text cut with '…'."""
-    text = "-" if value is None else "".join(c if c.isprintable() else "·" for c in str(value))
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def utc_time(iso: str) -> str:
-    """An ISO time as `2026-11-25 15:00:00.000Z`, the way the tables of these commands show it."""
-    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-
-
 def text_lines(view: dict[str, Any], *, limit: int) -> list[str]:
     lines: list[str] = []
     user = view["user"]
@@ -122,6 +117,8 @@ def text_lines(view: dict[str, Any], *, limit: int) -> list[str]:
         lines.append(f"balance   {'no CreditBalance row' if balance is None else balance}")
         if view["debt"]:
             lines.append(f"debt      {view['debt']}  (the next credits given pay it first)")
+        lines.append("")
+        lines += grants_ops.text_lines(view["grants"])
         lines.append("")
         lines.append("movements (newest first)")
         if view["movements"]:

@@ -3,12 +3,14 @@
 `ops_routes(settings)` gives `Mount("/ops", …)` (page, login, JSON API, dead-letter and waiting
 actions, static files) and `Route("/metrics", …)`; the ingress adds them to its app, and
 `create_app` serves them alone. Redis calls are blocking (the same code serves the CLI), so they
-run in Starlette's thread pool; the waiting events are read from PostgreSQL on a short
-connection of their own (worker/ops/waiting.py).
+run in Starlette's thread pool; the waiting events (worker/ops/waiting.py) and the credits
+expiring or expired (worker/ops/grants.py) are read from PostgreSQL, each on a short connection
+of its own, side by side.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from ..settings import Settings
 from . import pages
 from .auth import SESSION_COOKIE, SESSION_TTL_S, OpsAuth, Principal
 from .dlq import DeadLetter, DeadLetters
+from .grants import expiry_view
 from .metrics import CONTENT_TYPE_LATEST, render_metrics
 from .reconcile import BackgroundReconcile
 from .stats import StatsReader, overview
@@ -192,7 +195,9 @@ class OpsApp:
         except redis.RedisError as exc:
             return _redis_down(exc)
         self.reconciler.maybe_start(self.client, view["ledger"]["reconcile"])
-        view["waiting"] = await waiting_view(self.settings, oldest=OLDEST_SHOWN)
+        view["waiting"], view["credits"] = await asyncio.gather(
+            waiting_view(self.settings, oldest=OLDEST_SHOWN), expiry_view(self.settings)
+        )
         return _json(view)
 
     def _overview(self, queue: str | None, reason: str | None) -> dict[str, Any]:
@@ -332,8 +337,10 @@ class OpsApp:
         if not self.settings.ops_metrics_public and self.auth.authenticate(request) is None:
             return self._challenge(request, page=False)
         reader = self.reader()
-        waiting = await waiting_view(self.settings)
-        text = await run_in_threadpool(render_metrics, reader, waiting)
+        waiting, credits = await asyncio.gather(
+            waiting_view(self.settings), expiry_view(self.settings, days=0)
+        )
+        text = await run_in_threadpool(render_metrics, reader, waiting, credits)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import astuple, fields
 
@@ -25,8 +26,9 @@ async def find_plan(
     row = await db.fetchrow(conn, "find_plan", plan_ref, list(asaas_ids))
     if row is None:
         return None
+    features = json.loads(row["features"]) if row["features"] is not None else None
     return PlanTerms(row["id"], row["credits"], row["billingSource"], row["priceMonthlyCents"],
-                     row["priceYearlyCents"])  # fmt: skip
+                     row["priceYearlyCents"], features)  # fmt: skip
 
 
 async def plans_with_credits(conn: asyncpg.Connection, refs: Sequence[str]) -> list[str]:

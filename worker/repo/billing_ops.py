@@ -25,6 +25,11 @@ async def list_payment_grants(
     return await db.fetch(conn, "show_payment_grants", list(ids))
 
 
+async def list_payment_allowances(conn: asyncpg.Connection, ids: Sequence[str]) -> list[asyncpg.Record]:
+    """The credit grants (allowances) these billing grants made, in start order."""
+    return await db.fetch(conn, "show_payment_allowances", list(ids))
+
+
 async def list_grant_movements(
     conn: asyncpg.Connection, ids: Sequence[str], user_ids: Sequence[str]
 ) -> list[asyncpg.Record]:

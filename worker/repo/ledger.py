@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 import asyncpg
@@ -9,6 +10,7 @@ import asyncpg
 from .. import db
 from ..ledger.cost import configured_costs
 from ..ledger.decide import Account, Plan, RefundTarget
+from ..ledger.grants import Grant, decode
 from . import packed
 
 
@@ -47,10 +49,25 @@ async def find_refund_targets(conn: asyncpg.Connection, usage_ids: Sequence[str]
     rows = await db.fetch(conn, "find_refund_targets", list(usage_ids))
     return {
         r["id"]: RefundTarget(
-            r["id"], r["clerk_user_id"], r["credits_used"], r["operation_type"], r["refunded"], r["decided"]
+            r["id"], r["clerk_user_id"], r["credits_used"], r["operation_type"], r["refunded"], r["decided"],
+            decode(r["taken"]), {g: int(n) for g, n in json.loads(r["given"]).items()} if r["given"] else {},
         )
         for r in rows
     }
+
+
+async def find_live_grants(conn: asyncpg.Connection, user_ids: Sequence[str]) -> dict[str, list[Grant]]:
+    """"User".id -> its live grants (the caller holds the users' balances)."""
+    grants: dict[str, list[Grant]] = {}
+    for r in await db.fetch(conn, "find_live_grants", *packed.arguments([user_ids])):
+        grants.setdefault(r[0], []).append(Grant(*r[1:]))
+    return grants
+
+
+async def insert_grants(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
+    """rows: grants.NewGrant.row() tuples."""
+    if rows:
+        await db.execute(conn, "insert_grants", *_columns(rows, 13))
 
 
 async def claim_events(
@@ -90,13 +107,17 @@ async def write_ledger(
     """
     if not decided and not plan.journal_rows:
         return
+    await insert_grants(conn, plan.grant_inserts())
     usage = _columns(plan.usage_rows, 7)
+    journal = _columns(plan.journal_rows, 8)
     columns = packed.arguments([
         *_columns(sorted(decided, key=lambda d: d[0]), 5),
         *usage[:6],
-        *_columns(plan.journal_rows, 7),
+        *journal[:7],
         *_columns(sorted(plan.openings.items()), 2),
         *_columns(sorted(plan.balance_deltas.items()), 2),
+        journal[7],
+        *_columns(sorted(plan.grant_updates()), 5),
     ])  # fmt: skip
     await db.fetchrow(conn, "write_ledger", *columns, usage[6])
 

@@ -1,4 +1,8 @@
-"""Reconcile queries (`sql/queries/reconcile.sql`)."""
+"""Reconcile queries (`sql/queries/reconcile.sql`).
+
+Drift kinds: `balance` (a balance vs its opening + journal), `grants` (a balance vs the sum of
+its live grants), `grant` (a grant vs its opening + what the journal moved in or out of it).
+`balance_without_grants` is not drift: a balance the worker has not touched yet."""
 
 from __future__ import annotations
 
@@ -16,10 +20,20 @@ class Drift:
     clerk_user_id: str | None
     expected: int | None
     actual: int | None
+    kind: str = "balance"
+    grant_id: str | None = None
+
+
+WITHOUT_GRANTS = "balance_without_grants"
 
 
 def _drift(row: asyncpg.Record) -> Drift:
     return Drift(row["user_id"], row["clerk_user_id"], row["expected"], row["actual"])
+
+
+def _grant_drift(row: asyncpg.Record) -> Drift:
+    return Drift(row["user_id"], row["clerk_user_id"], row["expected"], row["actual"],
+                 row["kind"], row["grant_id"])  # fmt: skip
 
 
 async def iter_balance_drift(
@@ -46,3 +60,35 @@ async def find_balance_drift(conn: asyncpg.Connection) -> list[Drift]:
 
 async def count_tracked_balances(conn: asyncpg.Connection) -> int:
     return await db.fetchval(conn, "count_tracked_balances")
+
+
+async def iter_grant_drift(
+    conn: asyncpg.Connection, page_size: int = 5_000
+) -> AsyncIterator[tuple[int, list[Drift]]]:
+    """Yields (users checked in this step, findings: kinds `grants`, `grant` and
+    `balance_without_grants`), page by page in user id order, then once more for the expired
+    grants that no movement names."""
+    after = ""
+    while True:
+        rows = await db.fetch(conn, "find_grant_drift", after, page_size)
+        if not rows[0]["page_size"]:
+            break
+        yield rows[0]["page_size"], [_grant_drift(r) for r in rows if r["kind"] is not None]
+        after = rows[0]["page_last"]
+    yield 0, await find_expired_grant_drift(conn)
+
+
+async def find_expired_grant_drift(conn: asyncpg.Connection) -> list[Drift]:
+    return [_grant_drift(r) for r in await db.fetch(conn, "find_expired_grant_drift")]
+
+
+async def find_grant_drift(conn: asyncpg.Connection) -> list[Drift]:
+    """Every balance that differs from its live grants, every grant that differs from its
+    journal (balances without grants are not drift)."""
+    found = [d async for _, page in iter_grant_drift(conn) for d in page]
+    drift = [d for d in found if d.kind != WITHOUT_GRANTS]
+    return sorted(drift, key=lambda d: (d.user_id, d.kind, d.grant_id or ""))
+
+
+async def count_grant_checked_users(conn: asyncpg.Connection) -> int:
+    return await db.fetchval(conn, "count_grant_checked_users")

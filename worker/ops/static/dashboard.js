@@ -168,19 +168,20 @@
   function bars(title, entries, cls) {
     const out = [h("h3", { text: title })];
     if (!entries.length) return out.concat(h("div", { class: "none", text: "none" }));
-    const max = Math.max(...entries.map(([, n]) => n));
+    const max = Math.max(1, ...entries.map(([, n]) => n));
     for (const [reason, n] of entries) {
       const bar = h("div", { class: `fill ${cls}` });
-      bar.style.width = `${Math.max(2, (n / max) * 100)}%`;
+      bar.style.width = `${n ? Math.max(2, (n / max) * 100) : 0}%`;
       out.push(h("div", { class: "bar-row" }, h("code", { text: reason }), h("div", { class: "track" }, bar),
         h("span", { class: "n", text: fmtInt(n) })));
     }
     return out;
   }
 
+  const stat = (label, value) => h("div", { class: "stat" }, h("span", { class: "muted", text: label }), h("b", { text: value }));
+
   function renderLedger(v) {
     const L = v.ledger;
-    const stat = (label, value) => h("div", { class: "stat" }, h("span", { class: "muted", text: label }), h("b", { text: value }));
     fill($("ledger"),
       h("h3", { text: "Since counters began" }),
       stat("applied", fmtInt(L.applied)), stat("duplicates skipped", fmtInt(L.duplicate)),
@@ -280,10 +281,28 @@
     fill($("waiting-events"), h("thead", {}, head), h("tbody", {}, rows));
   }
 
+  function renderCredits(v) {
+    const c = v.credits;
+    if (!c || c.error) {
+      $("credits-summary").textContent = c ? `· ${c.error}` : "· DATABASE_URL not set";
+      fill($("credits-expiry"));
+      return;
+    }
+    const e = c.expiring_7d;
+    $("credits-summary").textContent = `· ${fmtInt(e.credits)} expiring in 7 days`;
+    fill($("credits-expiry"),
+      h("h3", { text: "Expiring in the next 7 days" }),
+      stat("credits", fmtInt(e.credits)), stat("users holding them", fmtInt(e.users)),
+      h("h3", { text: `Expired in the last ${c.expired_by_day.length} days` }),
+      stat("credits", fmtInt(c.expired_total)),
+      stat("grants ended", fmtInt(sum(c.expired_by_day.map((d) => d.grants)))),
+      bars("Expired per day (UTC)", c.expired_by_day.map((d) => [d.day, d.credits]), "dead"));
+  }
+
   function render(v) {
     state.view = v;
     renderHeader(v); renderKpis(v); renderCharts(v); renderQueues(v); renderLedger(v); renderWorkers(v);
-    renderWaiting(v); renderDeadLetters(v);
+    renderWaiting(v); renderDeadLetters(v); renderCredits(v);
   }
 
   // --- data and actions ------------------------------------------------------------------------

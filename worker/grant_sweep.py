@@ -1,0 +1,78 @@
+"""The grant sweep: expires grants and starts allowances on time, in every worker process, one
+sweep at a time among all processes and hosts.
+
+Why an advisory lock in PostgreSQL rather than a periodic message or a leader in Redis: the
+sweep's work is a PostgreSQL transaction anyway, and a transaction-level lock
+(`pg_try_advisory_xact_lock`) is held exactly as long as that transaction — a process killed
+mid-sweep loses it with its connection, and the next process's turn (every
+`PEDRO_GRANT_SWEEP_MS`, 10 s by default) simply does the work, with nothing to expire or renew.
+No extra part to run (no cron, no beat process), and no second instance to elect. Exactly once
+does not rest on the lock: a grant's state is read under its user's balance lock, and its
+`expire/<grant id>` or `start/<grant id>` journal key can be written once (domain/expiry.py).
+
+Between sweeps, nothing reads a wrong balance from the worker: a debit never takes from a grant
+past its expiry (grants.Grant.usable), whether or not the sweep has run. `"CreditBalance"`
+itself catches up at the next sweep (within `PEDRO_GRANT_SWEEP_MS` plus the sweep's own time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from . import clock
+from .domain.expiry import lock_due, settle_due
+from .logs import get_logger
+from .repo import grants as repo
+from .settings import Settings
+
+log = get_logger("pedro.grants")
+
+USERS_PER_TRANSACTION = 200
+
+
+async def sweep_due(conn: asyncpg.Connection, settings: Settings) -> tuple[int, int, bool]:
+    """One transaction: (grants expired, grants started, more may be due). Skips (0, 0, False)
+    if another process is sweeping."""
+    async with conn.transaction():
+        if not await repo.try_grant_sweep_lock(conn):
+            return 0, 0, False
+        now = clock.now()
+        due, accounts = await lock_due(conn, now, USERS_PER_TRANSACTION)
+        if not accounts:
+            return 0, 0, False
+        expired, started = await settle_due(conn, accounts, now, settings)
+    return expired, started, due == USERS_PER_TRANSACTION
+
+
+class GrantSweep:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+
+    async def sweep(self) -> tuple[int, int]:
+        """Everything due now, a transaction per USERS_PER_TRANSACTION users."""
+        expired = started = 0
+        more = True
+        while more:
+            async with self.pool.acquire() as conn:
+                e, s, more = await sweep_due(conn, self.settings)
+            expired, started = expired + e, started + s
+        if expired or started:
+            log.info("grants_swept", expired=expired, started=started)
+        return expired, started
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sweep every `grant_sweep_ms` until `stop` is set (a worker process's task)."""
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except (asyncpg.PostgresError, OSError) as exc:  # a lost connection, a deadlock
+                log.warning("grant_sweep_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            except Exception:  # a bug: logged, and the next sweep tries again
+                log.exception("grant_sweep_crashed")
+            try:  # a sweep drains everything due: the next one waits a whole interval
+                await asyncio.wait_for(stop.wait(), self.settings.grant_sweep_ms / 1000)
+            except TimeoutError:
+                pass
