@@ -12,7 +12,8 @@ does not rest on the lock: a grant's state is read under its user's balance lock
 
 Between sweeps, nothing reads a wrong balance from the worker: a debit never takes from a grant
 past its expiry (grants.Grant.usable), whether or not the sweep has run. `"CreditBalance"`
-itself catches up at the next sweep (within `PEDRO_GRANT_SWEEP_MS` plus the sweep's own time).
+itself catches up at the next sweep, which wakes when the next grant is due (and at least every
+`PEDRO_GRANT_SWEEP_MS`): moments after the expiry, the time a sweep takes.
 """
 
 from __future__ import annotations
@@ -63,16 +64,31 @@ class GrantSweep:
             log.info("grants_swept", expired=expired, started=started)
         return expired, started
 
+    async def pause(self) -> float:
+        """Seconds until the next sweep: until the next grant is due, if that comes before the
+        interval ends (so an expiry lands in `"CreditBalance"` within moments, not an interval);
+        the whole interval if nothing is due before, or something due was left (a held balance)."""
+        interval = self.settings.grant_sweep_ms / 1000
+        async with self.pool.acquire() as conn:
+            due = await repo.next_grant_due(conn)
+        if due is None:
+            return interval
+        wait = (due - clock.now()).total_seconds()
+        return interval if wait <= 0 else min(interval, wait + 0.05)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Sweep every `grant_sweep_ms` until `stop` is set (a worker process's task)."""
+        """Sweep until `stop` is set (a worker process's task), at least every `grant_sweep_ms`
+        and as soon as a grant is due. Every process wakes; one sweeps, the others skip."""
         while not stop.is_set():
+            pause = self.settings.grant_sweep_ms / 1000
             try:
                 await self.sweep()
+                pause = await self.pause()
             except (asyncpg.PostgresError, OSError) as exc:  # a lost connection, a deadlock
                 log.warning("grant_sweep_failed", error=type(exc).__name__, detail=str(exc)[:200])
             except Exception:  # a bug: logged, and the next sweep tries again
                 log.exception("grant_sweep_crashed")
-            try:  # a sweep drains everything due: the next one waits a whole interval
-                await asyncio.wait_for(stop.wait(), self.settings.grant_sweep_ms / 1000)
+            try:
+                await asyncio.wait_for(stop.wait(), pause)
             except TimeoutError:
                 pass

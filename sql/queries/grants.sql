@@ -46,3 +46,10 @@ FROM worker.credit_grant WHERE grant_id = ANY($1::text[])
 -- One grant sweep at a time among all worker processes and hosts: a transaction-level advisory
 -- lock (released at commit or rollback, or when the session dies); the others skip their turn.
 SELECT pg_try_advisory_xact_lock(hashtext('pedro.grant_sweep'))
+
+-- next_grant_due --
+-- When the next grant is due to expire or start (NULL: none), for the sweep to wake on time.
+-- No parameters.
+SELECT least(
+    (SELECT min(expires_at) FROM worker.credit_grant WHERE state = 'live' AND expires_at IS NOT NULL),
+    (SELECT min(effective_at) FROM worker.credit_grant WHERE state = 'pending'))

@@ -25,11 +25,11 @@ async def _users_with_expiring_promos(conn, settings, users: int, *, in_seconds:
         await apply_usage_batch(conn, promos[i:i + 1000], settings)
 
 
-def _worker(database_url: str, redis_url: str, settings) -> subprocess.Popen:
+def _worker(database_url: str, redis_url: str, settings, sweep_ms: int = 50) -> subprocess.Popen:
     """A real worker: dramatiq's main process and the worker process it forks, in a process group
     of their own, so that a SIGKILL takes both (the forked process is the one sweeping)."""
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "PEDRO_REDIS_NAMESPACE": settings.redis_namespace, "PEDRO_GRANT_SWEEP_MS": "50"}  # fmt: skip
+           "PEDRO_REDIS_NAMESPACE": settings.redis_namespace, "PEDRO_GRANT_SWEEP_MS": str(sweep_ms)}  # fmt: skip
     return subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.app", "--processes", "1", "--threads", "2"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
@@ -113,3 +113,15 @@ async def test_a_sweep_killed_mid_way_resumes_and_expires_nothing_twice(conn, da
 
 async def _some_expired(conn) -> bool:
     return await _expired(conn) > 0
+
+
+async def test_the_sweep_wakes_when_a_grant_is_due_not_only_every_interval(conn, database_url, redis_url, settings):
+    """With a one-minute interval, an expiry still reaches "CreditBalance" moments after it is
+    due: the sweep sleeps until the next grant is due when that comes first."""
+    await _users_with_expiring_promos(conn, settings, 3, in_seconds=8)  # after the boot sweep
+    worker = _worker(database_url, redis_url, settings, sweep_ms=60_000)
+    try:
+        await _wait_for(conn, lambda: _expired_all(conn, 3), timeout_s=30)  # far less than 60 s
+    finally:
+        _stop(worker)
+    await _each_promo_expired_once(conn, 3)

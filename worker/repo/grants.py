@@ -66,3 +66,7 @@ async def grant_terms(conn: asyncpg.Connection, grant_ids: Sequence[str]) -> dic
 
 async def try_grant_sweep_lock(conn: asyncpg.Connection) -> bool:
     return bool(await db.fetchval(conn, "try_grant_sweep_lock"))
+
+
+async def next_grant_due(conn: asyncpg.Connection) -> datetime | None:
+    return await db.fetchval(conn, "next_grant_due")
