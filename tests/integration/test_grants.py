@@ -318,7 +318,7 @@ class CreditModel:
         return sum(g["tokens"] for g in self.grants.values() if not g["ended"]) - self.debt
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("seed", list(range(1, 21)))  # 18 found a bug the others missed
 async def test_random_usage_refunds_promos_and_expiry_match_an_independent_computation(conn, settings, seed):
     import random
 

@@ -52,7 +52,6 @@ class RefundTarget:
     refunded: int  # credits already given back
     decided: bool  # the worker already decided on this event id
     taken: Allocation = field(default_factory=list)  # what the usage took from which grant
-    given: dict[str, int] = field(default_factory=dict)  # per grant, what its refunds gave back
 
 
 class Outcome(NamedTuple):  # a NamedTuple: made once per event, 3x cheaper than a dataclass
@@ -132,7 +131,6 @@ class _Decider:
         self.batch_usages: dict[str, tuple[str, int, str] | None | str] = {}
         self.batch_refunded: dict[str, int] = defaultdict(int)
         self.batch_taken: dict[str, Allocation] = {}  # usage id -> what it took from which grant
-        self.batch_given: dict[str, dict[str, int]] = defaultdict(dict)
         self.in_batch_usages: set[str] = set()  # ids of the batch's usages, decided or not
         self.waiting: dict[str, list[UsageRefunded]] = defaultdict(list)  # refunds of those not yet decided
 
@@ -257,7 +255,6 @@ class _Decider:
             owner, used, op = found
             refunded = self.batch_refunded[target_id]
             taken = self.batch_taken.get(target_id, [])
-            given = self.batch_given[target_id]
         else:
             target = self.targets[target_id]
             if target.credits_used is None:
@@ -265,8 +262,6 @@ class _Decider:
             owner, used, op = target.clerk_user_id, target.credits_used, target.operation_type
             refunded = target.refunded + self.batch_refunded[target_id]
             taken = target.taken
-            given = self.batch_given.get(target_id) or dict(target.given)
-            self.batch_given[target_id] = given
         if owner != event.clerkUserId:
             return self.reject(event, "refund_user_mismatch", f"usage {target_id} belongs to another user")
         if used < 0:
@@ -281,9 +276,7 @@ class _Decider:
         if not self.allowed(event, amount):
             return None
         wallet = self.wallet(event.clerkUserId)
-        back, expire = wallet.give_back(taken, given, amount, self.now, f"adjustment/{wallet.user_id}")
-        for grant_id, part in back:
-            given[grant_id] = given.get(grant_id, 0) + part
+        back, expire = wallet.give_back(taken, refunded, amount, self.now, f"adjustment/{wallet.user_id}")
         self.move(event, "refund", amount, target_id, f"refund of {op}", back, target_id)
         account = self.accounts[event.clerkUserId]
         if expire:  # credits back to grants that have ended: they expire at once

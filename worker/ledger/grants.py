@@ -269,21 +269,25 @@ class Wallet:
         return paid + (self.give(grant_id, rest) if rest else [])
 
     def give_back(
-        self, taken: Allocation, given: dict[str, int], amount: int, now: datetime, fallback: str
+        self, taken: Allocation, refunded: int, amount: int, now: datetime, fallback: str
     ) -> tuple[Allocation, Allocation]:
-        """A refund of `amount` credits of a usage that took `taken`, of which `given` (per grant)
-        was already given back: back to those grants, last taken first. Returns (the refund's
-        allocation, what must expire at once: credits back to a grant that has ended).
+        """A refund of `amount` credits of a usage that took `taken`, of which `refunded` were
+        already given back: back to those grants, last taken first (so what earlier refunds gave
+        back is the last `refunded` credits taken). Returns (the refund's allocation, what must
+        expire at once: credits back to a grant that has ended).
 
         The debt's share pays the debt, up to what is owed now; beyond that (a later grant paid
         it) the credits go to `fallback`, a non-expiring adjustment grant."""
         back: Allocation = []
         expire: Allocation = []
-        left = amount
+        left, skip = amount, refunded
         for grant_id, took in reversed(taken):
             if left == 0:
                 break
-            part = min(-took - given.get(grant_id, 0), left)
+            share = -took
+            already = min(share, skip)
+            skip -= already
+            part = min(share - already, left)
             if part <= 0:
                 continue
             left -= part

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
 import asyncpg
@@ -50,7 +49,7 @@ async def find_refund_targets(conn: asyncpg.Connection, usage_ids: Sequence[str]
     return {
         r["id"]: RefundTarget(
             r["id"], r["clerk_user_id"], r["credits_used"], r["operation_type"], r["refunded"], r["decided"],
-            decode(r["taken"]), {g: int(n) for g, n in json.loads(r["given"]).items()} if r["given"] else {},
+            decode(r["taken"]),
         )
         for r in rows
     }
