@@ -20,8 +20,7 @@ ORDER BY effective_at, priority, grant_id
 
 -- list_user_ended_grants --
 -- `pedro-worker user show`: a user's last expired or voided grants, the latest ended first, with
--- how many it has in all. No index leads from the user to its ended grants (the table's indexes
--- serve the ledger); fine for one user at an operator's request, not for a hot path.
+-- how many it has in all. Reads credit_grant_user_idx (user_id, ended_at DESC).
 -- $1 user id text, $2 limit int
 SELECT grant_id, source, state, amount, remaining, priority, effective_at, expires_at, reference,
        expired, ended_at, count(*) OVER () AS ended_total
