@@ -1,7 +1,7 @@
 -- grants_of --
 -- The grants made for one reference (a payment's allowances: reference = its billing grant id),
 -- in the order they start. $1 reference text
-SELECT grant_id, state, amount, effective_at, expires_at
+SELECT grant_id, state
 FROM worker.credit_grant WHERE reference = $1
 ORDER BY effective_at, grant_id
 
@@ -31,7 +31,7 @@ JOIN "CreditBalance" cb ON cb."userId" = d.user_id
 -- due_pending_grants --
 -- The pending grants of these users that have started by $2, in start order.
 -- $1 "User".id values text[], $2 now timestamptz
-SELECT grant_id, user_id, source, amount, reference, priority, effective_at, expires_at, created_at
+SELECT grant_id, user_id, source, amount, reference, priority, effective_at, expires_at
 FROM worker.credit_grant
 WHERE user_id = ANY($1::text[]) AND state = 'pending' AND effective_at <= $2
 ORDER BY user_id, effective_at, grant_id

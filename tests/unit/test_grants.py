@@ -59,9 +59,9 @@ def test_a_refund_goes_back_to_the_grants_it_came_from_last_taken_first():
     w = wallet(grant("plan", 10, 5), grant("starter", 100, 10, source="starter"))
     taken = w.take(30, NOW)
     assert taken == [("plan", -10), ("starter", -20)]
-    back, expire = w.give_back(taken, 0, 25, NOW, "adjustment/u1")
+    back, expire = w.give_back(taken, 0, 25, NOW)
     assert (back, expire) == ([("starter", 20), ("plan", 5)], [])
-    back, _ = w.give_back(taken, 25, 5, NOW, "adjustment/u1")  # 25 already given back
+    back, _ = w.give_back(taken, 25, 5, NOW)  # 25 already given back
     assert back == [("plan", 5)]
 
 
@@ -69,7 +69,7 @@ def test_credits_back_to_an_ended_grant_expire_at_once():
     w = wallet(grant("promo", 50, 1), grant("starter", 100, 10, source="starter"))
     taken = w.take(60, NOW)
     w.end("promo")  # it expired
-    back, expire = w.give_back(taken, 0, 60, NOW, "adjustment/u1")
+    back, expire = w.give_back(taken, 0, 60, NOW)
     assert back == [("starter", 10), ("promo", 50)] and expire == [("promo", -50)]
     assert w.changes["promo"][1] == 50  # counted as expired
 
@@ -79,11 +79,11 @@ def test_a_refund_of_the_debts_share_pays_the_debt_or_goes_to_a_fallback_grant()
     taken = w.take(30, NOW)  # 10 from s, 20 of debt
     w.add(NewGrant("top", "u1", "adjustment", 15, 0, 15, NOW))
     w.credit("top", 15)  # pays 15 of the debt: 5 left
-    back, _ = w.give_back(taken, 0, 20, NOW, "adjustment/u1")
+    back, _ = w.give_back(taken, 0, 20, NOW)
     assert back == [("overdraft/u1", 5), ("adjustment/u1", 15)]
     assert w.debt == 0
     # the debt's share is given back in full (though it went elsewhere): the next goes to s
-    back, _ = w.give_back(taken, 20, 10, NOW, "adjustment/u1")
+    back, _ = w.give_back(taken, 20, 10, NOW)
     assert back == [("s", 10)]
 
 

@@ -9,13 +9,14 @@ payment's newest live allowance, or, when every one has ended, expires at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
 from ..ledger.decide import Account
 from ..ledger.decide import Plan as LedgerPlan
-from ..ledger.grants import LEGACY, Allocation, NewGrant, Wallet, encode
+from ..ledger.grants import Allocation, Grant, NewGrant, Wallet, encode
 from ..repo import billing as repo
 from ..repo import grants as grants_repo
 from ..repo import ledger as ledger_repo
@@ -36,9 +37,13 @@ class Books:
         self._started: list[tuple[str, int]] = []  # allowances whose credits the next grant movement brings
 
     @classmethod
-    async def open(cls, conn: asyncpg.Connection, account: Account, now: datetime) -> Books:
-        """The books of a user whose balance the caller has locked."""
-        grants = (await ledger_repo.find_live_grants(conn, [account.user_id])).get(account.user_id, [])
+    async def open(
+        cls, conn: asyncpg.Connection, account: Account, now: datetime, grants: Sequence[Grant] | None = None
+    ) -> Books:
+        """The books of a user whose balance the caller has locked (`grants`: its live grants,
+        when the caller read them already)."""
+        if grants is None:
+            grants = (await ledger_repo.find_live_grants(conn, [account.user_id])).get(account.user_id, [])
         debt = await repo.read_debt(conn, account.user_id)
         return cls(account, debt, Wallet.read(account.user_id, grants), now)
 
@@ -81,27 +86,25 @@ class Books:
             return self.wallet.credit(live[0], delta), []
         ended = [g for g in reversed(self.own) if g in self.ended]
         if ended:  # every allowance has ended: the restored credits expire at once
-            self.wallet._change(ended[0], expired=delta)
-            return [(ended[0], delta)], [(ended[0], -delta)]
-        legacy = f"{LEGACY}/{self.account.user_id}"  # a grant from before grants existed
-        target = legacy if legacy in self.wallet.grants else self.wallet._fallback(
-            f"adjustment/{self.account.user_id}", self.now)  # fmt: skip
-        return self.wallet.credit(target, delta), []
+            return self.wallet.give_ended(ended[0], delta)
+        return self.wallet.credit(self.wallet.home(self.now), delta), []  # a grant from before grants
+
+    def record(self, key: str, kind: str, delta: int, refund_of: str | None, reference: str, reason: str,
+               allocation: Allocation) -> None:  # fmt: skip
+        """One journal movement of this user, and its balance change."""
+        self.plan.journal_rows.append(
+            (key, self.account.user_id, kind, delta, refund_of, reference, reason, encode(allocation))
+        )
+        self.balance += delta
 
     def write(self, grant_id: str, settlement: Settlement) -> None:
         for m in settlement.movements:
             refund_of = None if m.kind in ("grant", "grant_start") else f"grant/{grant_id}"
             allocation, expire = self.allocate(m.kind, m.delta)
-            self.plan.journal_rows.append(
-                (m.key, self.account.user_id, m.kind, m.delta, refund_of, grant_id, m.reason, encode(allocation))
-            )
-            self.balance += m.delta
+            self.record(m.key, m.kind, m.delta, refund_of, grant_id, m.reason, allocation)
             if expire:
-                expired = sum(d for _, d in expire)
-                self.plan.journal_rows.append((f"expire/{m.key}", self.account.user_id, "grant_expiry", expired,
-                                               None, grant_id, "restored credits of an expired grant",
-                                               encode(expire)))  # fmt: skip
-                self.balance += expired
+                self.record(f"expire/{m.key}", "grant_expiry", sum(d for _, d in expire), None, grant_id,
+                            "restored credits of an expired grant", expire)  # fmt: skip
         self.debt = settlement.debt
 
     async def close(self, conn: asyncpg.Connection, grant: GrantState | None) -> None:

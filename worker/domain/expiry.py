@@ -18,7 +18,7 @@ from datetime import datetime
 import asyncpg
 
 from ..ledger.decide import Account
-from ..ledger.grants import Grant, NewGrant, encode
+from ..ledger.grants import Grant, NewGrant
 from ..repo import grants as repo
 from ..repo import ledger as ledger_repo
 from ..settings import Settings
@@ -47,40 +47,26 @@ async def settle_due(
     """Expire and start what is due for these users (balances locked). Returns (expired grants,
     started grants)."""
     user_ids = sorted(a.user_id for a in accounts.values())
+    live = await ledger_repo.find_live_grants(conn, user_ids)
+    at = now.timestamp()
+    due = {u: sorted((g for g in grants if is_due(g, at)), key=lambda g: g.expires or 0.0) for u, grants in live.items()}
+    terms = await repo.grant_terms(conn, [g.grant_id for grants in due.values() for g in grants])
     pending: dict[str, list[repo.DueStart]] = {}
-    for due in await repo.due_pending_grants(conn, user_ids, now):
-        pending.setdefault(due.user_id, []).append(due)
+    for start in await repo.due_pending_grants(conn, user_ids, now):
+        pending.setdefault(start.user_id, []).append(start)
     expired = started = 0
     states: list[tuple[str, str, datetime | None]] = []
     for clerk in sorted(accounts):
         account = accounts[clerk]
-        books = await Books.open(conn, account, now)
-        at = now.timestamp()
-        due = sorted((g for g in books.wallet.grants.values() if is_due(g, at)), key=lambda g: g.expires or 0.0)
-        terms = await repo.grant_terms(conn, [g.grant_id for g in due]) if due else {}
-        for grant in due:
+        books = await Books.open(conn, account, now, live.get(account.user_id, []))
+        for grant in due.get(account.user_id, []):
             delta, allocation = books.wallet.expire(grant.grant_id, rollover_of(terms[grant.grant_id], account.user_id))
-            books.plan.journal_rows.append(
-                (f"expire/{grant.grant_id}", account.user_id, "grant_expiry", delta, None, grant.grant_id,
-                 f"{grant.source} credits expired", encode(allocation))
-            )  # fmt: skip
-            books.balance += delta
+            books.record(f"expire/{grant.grant_id}", "grant_expiry", delta, None, grant.grant_id,
+                         f"{grant.source} credits expired", allocation)  # fmt: skip
             states.append((grant.grant_id, "expired", now))
             expired += 1
-        for start in pending.get(account.user_id, []):
-            if start.source in ("plan", "pack") and start.reference:
-                began = await start_allowance(conn, books, start, settings)
-            else:
-                books.wallet.start(Grant.at(start.grant_id, start.source, 0, start.priority,
-                                            start.effective_at, start.expires_at))  # fmt: skip
-                books.starting(start.grant_id, start.amount)
-                allocation, _ = books.allocate("grant_start", start.amount)
-                books.plan.journal_rows.append(
-                    (f"start/{start.grant_id}", account.user_id, "grant_start", start.amount, None,
-                     start.grant_id, f"{start.source} credits start", encode(allocation))
-                )  # fmt: skip
-                books.balance += start.amount
-                began = True
+        for start in pending.get(account.user_id, []):  # every pending grant is a payment's allowance
+            began = await start_allowance(conn, books, start, settings)
             states.append((start.grant_id, "live" if began else "voided", None if began else now))
             started += began
         await books.close(conn, None)

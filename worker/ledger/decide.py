@@ -276,7 +276,7 @@ class _Decider:
         if not self.allowed(event, amount):
             return None
         wallet = self.wallet(event.clerkUserId)
-        back, expire = wallet.give_back(taken, refunded, amount, self.now, f"adjustment/{wallet.user_id}")
+        back, expire = wallet.give_back(taken, refunded, amount, self.now)
         self.move(event, "refund", amount, target_id, f"refund of {op}", back, target_id)
         account = self.accounts[event.clerkUserId]
         if expire:  # credits back to grants that have ended: they expire at once

@@ -119,6 +119,12 @@ class Wallet:
         return f"{OVERDRAFT}/{self.user_id}"
 
     @property
+    def standing_id(self) -> str:
+        """The user's standing adjustment grant: plain adjustments, and credits with no other
+        grant to go to."""
+        return f"adjustment/{self.user_id}"
+
+    @property
     def total(self) -> int:
         return sum(g.remaining for g in self.grants.values())
 
@@ -268,16 +274,14 @@ class Wallet:
         rest = amount - sum(d for _, d in paid)
         return paid + (self.give(grant_id, rest) if rest else [])
 
-    def give_back(
-        self, taken: Allocation, refunded: int, amount: int, now: datetime, fallback: str
-    ) -> tuple[Allocation, Allocation]:
+    def give_back(self, taken: Allocation, refunded: int, amount: int, now: datetime) -> tuple[Allocation, Allocation]:
         """A refund of `amount` credits of a usage that took `taken`, of which `refunded` were
         already given back: back to those grants, last taken first (so what earlier refunds gave
         back is the last `refunded` credits taken). Returns (the refund's allocation, what must
         expire at once: credits back to a grant that has ended).
 
         The debt's share pays the debt, up to what is owed now; beyond that (a later grant paid
-        it) the credits go to `fallback`, a non-expiring adjustment grant."""
+        it) the credits go to the standing adjustment grant."""
         back: Allocation = []
         expire: Allocation = []
         left, skip = amount, refunded
@@ -296,24 +300,32 @@ class Wallet:
                 back += paid
                 part -= sum(d for _, d in paid)
                 if part:
-                    self._ensure(fallback, "adjustment", now, "refund of credits whose debt was paid")
-                    back += self.give(fallback, part)
-                continue
-            back.append((grant_id, part))
-            grant = self.grants.get(grant_id)
-            if grant is not None:
-                self._move(grant_id, part)
-            else:  # ended: the credits come back to it and expire at once
-                self._change(grant_id, expired=part)
-                expire.append((grant_id, -part))
+                    self._ensure(self.standing_id, "adjustment", now, "refund of credits whose debt was paid")
+                    back += self.give(self.standing_id, part)
+            elif grant_id in self.grants:
+                back += self.give(grant_id, part)
+            else:
+                gave, expired = self.give_ended(grant_id, part)
+                back += gave
+                expire += expired
         if left:  # more than the allocation recorded: a usage from before grants
-            legacy = f"{LEGACY}/{self.user_id}"
-            back += self.credit(legacy if legacy in self.grants else self._fallback(fallback, now), left)
+            back += self.credit(self.home(now), left)
         return back, expire
 
-    def _fallback(self, grant_id: str, now: datetime) -> str:
-        self._ensure(grant_id, "adjustment", now, "credits with no grant to go back to")
-        return grant_id
+    def give_ended(self, grant_id: str, amount: int) -> tuple[Allocation, Allocation]:
+        """Credits back to a grant that has ended: they come back to it and expire at once.
+        Returns (the allocation giving them, the allocation expiring them)."""
+        self._change(grant_id, expired=amount)
+        return [(grant_id, amount)], [(grant_id, -amount)]
+
+    def home(self, now: datetime) -> str:
+        """Where credits with no grant of their own go: the legacy grant if the user has one (a
+        movement from before grants), else the standing adjustment grant."""
+        legacy = f"{LEGACY}/{self.user_id}"
+        if legacy in self.grants:
+            return legacy
+        self._ensure(self.standing_id, "adjustment", now, "credits with no grant to go back to")
+        return self.standing_id
 
     def adjustment_grant(self, event_id: str, credits: int, priority: int | None, expires_at: datetime | None,
                          now: datetime) -> str:  # fmt: skip
@@ -323,9 +335,9 @@ class Wallet:
         if expires_at is not None:
             grant_id = f"adjustment/{event_id}"
         elif priority is None or priority == PRIORITIES["adjustment"]:
-            grant_id = f"adjustment/{self.user_id}"
+            grant_id = self.standing_id
         else:
-            grant_id = f"adjustment/{self.user_id}/{priority}"
+            grant_id = f"{self.standing_id}/{priority}"
         return self.top_up(NewGrant(grant_id, self.user_id, "adjustment", credits, 0,
                                     PRIORITIES["adjustment"] if priority is None else priority, now,
                                     expires_at, event_id))  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from .. import clock, db
+from ..ledger.grants import OVERDRAFT
 from ..logs import get_logger
 from ..repo import grants_ops as repo
 from ..repo.grants_ops import GrantRow
@@ -30,7 +31,6 @@ log = get_logger("pedro.ops.grants")
 EXPIRING_WINDOW = timedelta(days=7)
 EXPIRED_DAYS = 14  # days of expiries on the dashboard, today included
 ENDED_SHOWN = 5  # expired or voided grants `user show` lists
-OVERDRAFT = "overdraft"
 
 
 def _iso(value: datetime | None) -> str | None:

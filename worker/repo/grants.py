@@ -15,9 +15,6 @@ from .. import db
 class GrantRef(NamedTuple):
     grant_id: str
     state: str
-    amount: int
-    effective_at: datetime
-    expires_at: datetime | None
 
 
 class DueStart(NamedTuple):
@@ -29,7 +26,6 @@ class DueStart(NamedTuple):
     priority: int
     effective_at: datetime
     expires_at: datetime | None
-    created_at: datetime
 
 
 class GrantTerms(NamedTuple):
@@ -61,6 +57,8 @@ async def due_pending_grants(conn: asyncpg.Connection, user_ids: Sequence[str], 
 
 
 async def grant_terms(conn: asyncpg.Connection, grant_ids: Sequence[str]) -> dict[str, GrantTerms]:
+    if not grant_ids:
+        return {}
     return {r[0]: GrantTerms(*r) for r in await db.fetch(conn, "grant_terms", list(grant_ids))}
 
 

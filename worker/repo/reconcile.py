@@ -6,7 +6,7 @@ its live grants), `grant` (a grant vs its opening + what the journal moved in or
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -36,20 +36,27 @@ def _grant_drift(row: asyncpg.Record) -> Drift:
                  row["kind"], row["grant_id"])  # fmt: skip
 
 
-async def iter_balance_drift(
-    conn: asyncpg.Connection, page_size: int = 5_000
-) -> AsyncIterator[tuple[int, list[Drift]]]:
-    """Yields (balances checked in this step, drifting ones), page by page in user id order,
-    then once more for journal users that have no opening balance."""
+async def _pages(
+    conn: asyncpg.Connection, page_query: str, rest_query: str, page_size: int,
+    finding: Callable[[asyncpg.Record], Drift], found: str,
+) -> AsyncIterator[tuple[int, list[Drift]]]:  # fmt: skip
+    """A reconcile pass: `page_query` page by page in user id order (its first row says where the
+    page ended and how many it checked; rows whose `found` column is not NULL are findings),
+    then `rest_query` once, for what the pages cannot see."""
     after = ""
     while True:
-        rows = await db.fetch(conn, "find_balance_drift", after, page_size)
+        rows = await db.fetch(conn, page_query, after, page_size)
         if not rows[0]["page_size"]:
             break
-        yield rows[0]["page_size"], [_drift(r) for r in rows if r["user_id"] is not None]
+        yield rows[0]["page_size"], [finding(r) for r in rows if r[found] is not None]
         after = rows[0]["page_last"]
-    orphans = await db.fetch(conn, "find_journal_without_opening")
-    yield 0, [_drift(r) for r in orphans]
+    yield 0, [finding(r) for r in await db.fetch(conn, rest_query)]
+
+
+def iter_balance_drift(conn: asyncpg.Connection, page_size: int = 5_000) -> AsyncIterator[tuple[int, list[Drift]]]:
+    """Yields (balances checked in this step, drifting ones), page by page in user id order,
+    then once more for journal users that have no opening balance."""
+    return _pages(conn, "find_balance_drift", "find_journal_without_opening", page_size, _drift, "user_id")
 
 
 async def find_balance_drift(conn: asyncpg.Connection) -> list[Drift]:
@@ -62,24 +69,11 @@ async def count_tracked_balances(conn: asyncpg.Connection) -> int:
     return await db.fetchval(conn, "count_tracked_balances")
 
 
-async def iter_grant_drift(
-    conn: asyncpg.Connection, page_size: int = 5_000
-) -> AsyncIterator[tuple[int, list[Drift]]]:
+def iter_grant_drift(conn: asyncpg.Connection, page_size: int = 5_000) -> AsyncIterator[tuple[int, list[Drift]]]:
     """Yields (users checked in this step, findings: kinds `grants`, `grant` and
     `balance_without_grants`), page by page in user id order, then once more for the expired
     grants that no movement names."""
-    after = ""
-    while True:
-        rows = await db.fetch(conn, "find_grant_drift", after, page_size)
-        if not rows[0]["page_size"]:
-            break
-        yield rows[0]["page_size"], [_grant_drift(r) for r in rows if r["kind"] is not None]
-        after = rows[0]["page_last"]
-    yield 0, await find_expired_grant_drift(conn)
-
-
-async def find_expired_grant_drift(conn: asyncpg.Connection) -> list[Drift]:
-    return [_grant_drift(r) for r in await db.fetch(conn, "find_expired_grant_drift")]
+    return _pages(conn, "find_grant_drift", "find_expired_grant_drift", page_size, _grant_drift, "kind")
 
 
 async def find_grant_drift(conn: asyncpg.Connection) -> list[Drift]:
