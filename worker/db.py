@@ -136,16 +136,28 @@ async def connect(dsn: str, *, worker_planning: bool = False) -> asyncpg.Connect
     return conn
 
 
-async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Pool:
+def _pool(settings: Settings, dsn: str | None, max_size: int, min_size: int) -> asyncpg.Pool:
     set_slow_query_threshold(settings.slow_query_ms)
-    pool = await asyncpg.create_pool(
+    return asyncpg.create_pool(
         dsn or settings.require_database_url(),
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
+        min_size=min_size,
+        max_size=max_size,
         init=_init_connection,
         reset=_end_any_transaction,
         server_settings={**_SERVER_SETTINGS, **WORKER_PLANNING, "statement_timeout": str(settings.statement_timeout_ms)},
     )
+
+
+async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Pool:
+    pool = await _pool(settings, dsn, settings.pool_max_size, settings.pool_min_size)
+    assert pool is not None
+    return pool
+
+
+async def lazy_pool(settings: Settings, *, max_size: int) -> asyncpg.Pool:
+    """A pool that opens no connection before its first `acquire` (min_size 0): a process whose
+    database is down still starts."""
+    pool = await _pool(settings, None, max_size, 0)
     assert pool is not None
     return pool
 

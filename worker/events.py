@@ -124,6 +124,22 @@ class UsageRecorded(_Event):
     )
     details: Details = None
     occurredAt: UtcDatetime
+    holdId: EventId | None = Field(
+        None,
+        description="The hold (POST /v1/holds) this usage captures: the usage is charged against it "
+        "and the rest of the hold is released. A hold that expired or was released meanwhile: "
+        "recorded as a plain usage.",
+    )
+
+    def payload_hash(self) -> str:
+        """Without `holdId` when absent (it came after the first releases): a usage recorded
+        before it stays a duplicate when it is replayed."""
+        if self.holdId is None:
+            return payload_hash(self.model_dump(mode="json", exclude=_NO_HOLD))
+        return super().payload_hash()
+
+
+_NO_HOLD = frozenset({"holdId"})
 
 
 class UsageRefunded(_Event):

@@ -33,18 +33,18 @@ log = get_logger("pedro.grants")
 USERS_PER_TRANSACTION = 200
 
 
-async def sweep_due(conn: asyncpg.Connection, settings: Settings) -> tuple[int, int, bool]:
-    """One transaction: (grants expired, grants started, more may be due). Skips (0, 0, False)
-    if another process is sweeping."""
+async def sweep_due(conn: asyncpg.Connection, settings: Settings) -> tuple[int, int, int, bool]:
+    """One transaction: (grants expired, grants started, holds released, more may be due). Skips
+    (0, 0, 0, False) if another process is sweeping."""
     async with conn.transaction():
         if not await repo.try_grant_sweep_lock(conn):
-            return 0, 0, False
+            return 0, 0, 0, False
         now = clock.now()
         due, accounts = await lock_due(conn, now, USERS_PER_TRANSACTION)
         if not accounts:
-            return 0, 0, False
-        expired, started = await settle_due(conn, accounts, now, settings)
-    return expired, started, due == USERS_PER_TRANSACTION
+            return 0, 0, 0, False
+        expired, started, released = await settle_due(conn, accounts, now, settings)
+    return expired, started, released, due == USERS_PER_TRANSACTION
 
 
 class GrantSweep:
@@ -52,17 +52,18 @@ class GrantSweep:
         self.pool = pool
         self.settings = settings
 
-    async def sweep(self) -> tuple[int, int]:
-        """Everything due now, a transaction per USERS_PER_TRANSACTION users."""
-        expired = started = 0
+    async def sweep(self) -> tuple[int, int, int]:
+        """Everything due now, a transaction per USERS_PER_TRANSACTION users: (grants expired,
+        grants started, holds released)."""
+        expired = started = released = 0
         more = True
         while more:
             async with self.pool.acquire() as conn:
-                e, s, more = await sweep_due(conn, self.settings)
-            expired, started = expired + e, started + s
-        if expired or started:
-            log.info("grants_swept", expired=expired, started=started)
-        return expired, started
+                e, s, r, more = await sweep_due(conn, self.settings)
+            expired, started, released = expired + e, started + s, released + r
+        if expired or started or released:
+            log.info("grants_swept", expired=expired, started=started, holds_released=released)
+        return expired, started, released
 
     async def pause(self) -> float:
         """Seconds until the next sweep: until the next grant is due, if that comes before the

@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     ingress_max_body_bytes: int = 4 * 1024 * 1024
     ingress_max_batch: int = 1_000
     ingress_redis_timeout_ms: int = 2_000
+    ingress_pool_max_size: int = Field(8, ge=1)  # the credit API's connections (holds, balance)
     # Bearer tokens accepted by POST /v1/events: comma-separated in the environment.
     api_tokens: Annotated[list[SecretStr], NoDecode] = []
     asaas_webhook_token: SecretStr | None = Field(None, validation_alias=_env("ASAAS_WEBHOOK_TOKEN"))

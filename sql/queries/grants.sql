@@ -14,8 +14,8 @@ FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS s(grant_id, state, end
 WHERE g.grant_id = s.grant_id
 
 -- due_grant_users --
--- Users with a grant due: live past its expiry, or pending past its start. At most $2 of them,
--- those due longest first. $1 now timestamptz, $2 limit int
+-- Users with a grant due (live past its expiry, or pending past its start) or a hold past its
+-- expiry. At most $2 of them, those due longest first. $1 now timestamptz, $2 limit int
 SELECT d.user_id, cb."clerkUserId" AS clerk_user_id
 FROM (
     SELECT user_id, min(due) AS due FROM (
@@ -24,6 +24,9 @@ FROM (
         UNION ALL
         SELECT user_id, effective_at FROM worker.credit_grant
         WHERE state = 'pending' AND effective_at <= $1
+        UNION ALL
+        SELECT user_id, expires_at FROM worker.credit_hold
+        WHERE status = 'held' AND expires_at <= $1
     ) g GROUP BY user_id ORDER BY min(due) LIMIT $2
 ) d
 JOIN "CreditBalance" cb ON cb."userId" = d.user_id
@@ -48,8 +51,9 @@ FROM worker.credit_grant WHERE grant_id = ANY($1::text[])
 SELECT pg_try_advisory_xact_lock(hashtext('pedro.grant_sweep'))
 
 -- next_grant_due --
--- When the next grant is due to expire or start (NULL: none), for the sweep to wake on time.
--- No parameters.
+-- When the next grant is due to expire or start, or the next hold to expire (NULL: none), for the
+-- sweep to wake on time. No parameters.
 SELECT least(
     (SELECT min(expires_at) FROM worker.credit_grant WHERE state = 'live' AND expires_at IS NOT NULL),
-    (SELECT min(effective_at) FROM worker.credit_grant WHERE state = 'pending'))
+    (SELECT min(effective_at) FROM worker.credit_grant WHERE state = 'pending'),
+    (SELECT min(expires_at) FROM worker.credit_hold WHERE status = 'held'))

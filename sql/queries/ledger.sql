@@ -48,7 +48,8 @@ SELECT "featureCosts" FROM "AdminSettings" WHERE id = 'singleton'
 -- find_refund_targets --
 -- For each usage id: its row (if any), what has been refunded of it, whether the worker already
 -- decided on that event (a rejected usage has a decision but no row), and what the usage took
--- from which grant (its movement's grants; refunds give back the last taken first).
+-- from which grant (its movement's grants, or for a usage that captured a hold what the hold
+-- recorded it took: worker/ledger/holds.py; refunds give back the last taken first).
 -- $1 usage ids text[]
 SELECT t.id,
        u."creditsUsed" AS credits_used,
@@ -56,7 +57,8 @@ SELECT t.id,
        cb."clerkUserId" AS clerk_user_id,
        COALESCE((SELECT sum(j.delta) FROM worker.journal j WHERE j.refund_of = t.id), 0)::int AS refunded,
        EXISTS (SELECT 1 FROM worker.event_log e WHERE e.event_id = t.id) AS decided,
-       (SELECT j.grants FROM worker.journal j WHERE j.event_id = t.id)::text AS taken
+       coalesce((SELECT h.taken FROM worker.credit_hold h WHERE h.usage_id = t.id),
+                (SELECT j.grants FROM worker.journal j WHERE j.event_id = t.id))::text AS taken
 FROM unnest($1::text[]) AS t(id)
 LEFT JOIN "UsageHistory" u ON u.id = t.id
 LEFT JOIN "CreditBalance" cb ON cb.id = u."creditBalanceId"

@@ -60,7 +60,7 @@ async def sweep(conn, settings) -> tuple[int, int]:
     expired = started = 0
     more = True
     while more:
-        e, s, more = await sweep_due(conn, settings)
+        e, s, _released, more = await sweep_due(conn, settings)
         expired, started = expired + e, started + s
     return expired, started
 

@@ -97,6 +97,12 @@ class Books:
         )
         self.balance += delta
 
+    def record_rows(self, rows: Sequence[tuple]) -> None:
+        """Journal movements built elsewhere (ledger/holds.py movements), and their balance change."""
+        for row in rows:
+            self.plan.journal_rows.append(row)
+            self.balance += row[3]
+
     def write(self, grant_id: str, settlement: Settlement) -> None:
         for m in settlement.movements:
             refund_of = None if m.kind in ("grant", "grant_start") else f"grant/{grant_id}"

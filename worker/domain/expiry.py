@@ -1,9 +1,11 @@
-"""Grants that are due: live ones past their expiry end, pending ones past their start begin.
-Run by the grant sweep (worker/grant_sweep.py) with the users' balances locked.
+"""Grants and holds that are due: live grants past their expiry end, pending ones past their
+start begin, holds past their expiry are released. Run by the grant sweep
+(worker/grant_sweep.py) with the users' balances locked.
 
     expiry:  `expire/<grant id>` (grant_expiry): minus what was left, but for what a plan
              allowance's rollover carries into `rollover/<grant id>` for one more period
     start:   `start/<grant id>` (grant_start): a payment's next allowance (billing.start_allowance)
+    holds:   `release/<hold id>` (release): what the hold took goes back (ledger/holds.py)
 
 A movement's key is the grant's, so a grant expires or starts once, whoever runs the sweep and
 however often: the state is read under the balance's lock, and the journal's primary key is the
@@ -17,9 +19,11 @@ from datetime import datetime
 
 import asyncpg
 
+from ..ledger import holds as hold_rules
 from ..ledger.decide import Account
 from ..ledger.grants import Grant, NewGrant
 from ..repo import grants as repo
+from ..repo import holds as holds_repo
 from ..repo import ledger as ledger_repo
 from ..settings import Settings
 from .billing import start_allowance
@@ -43,9 +47,9 @@ def rollover_of(terms: repo.GrantTerms, user_id: str) -> NewGrant | None:
 
 async def settle_due(
     conn: asyncpg.Connection, accounts: Mapping[str, Account], now: datetime, settings: Settings
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Expire and start what is due for these users (balances locked). Returns (expired grants,
-    started grants)."""
+    started grants, released holds)."""
     user_ids = sorted(a.user_id for a in accounts.values())
     live = await ledger_repo.find_live_grants(conn, user_ids)
     at = now.timestamp()
@@ -54,11 +58,19 @@ async def settle_due(
     pending: dict[str, list[repo.DueStart]] = {}
     for start in await repo.due_pending_grants(conn, user_ids, now):
         pending.setdefault(start.user_id, []).append(start)
+    due_holds: dict[str, list[hold_rules.Hold]] = {}
+    for hold in await holds_repo.find_due_holds(conn, user_ids, now):
+        due_holds.setdefault(hold.user_id, []).append(hold)
     expired = started = 0
     states: list[tuple[str, str, datetime | None]] = []
+    resolutions: list[tuple] = []
     for clerk in sorted(accounts):
         account = accounts[clerk]
         books = await Books.open(conn, account, now, live.get(account.user_id, []))
+        for hold in due_holds.get(account.user_id, []):  # first: its credits may go back to a grant due too
+            res = hold_rules.release(books.wallet, hold, now)
+            books.record_rows(hold_rules.movements("release", hold, res, hold.hold_id, "hold expired"))
+            resolutions.append(hold_rules.resolved(hold, hold_rules.EXPIRED, "expiry", res))
         for grant in due.get(account.user_id, []):
             delta, allocation = books.wallet.expire(grant.grant_id, rollover_of(terms[grant.grant_id], account.user_id))
             books.record(f"expire/{grant.grant_id}", "grant_expiry", delta, None, grant.grant_id,
@@ -71,7 +83,8 @@ async def settle_due(
             started += began
         await books.close(conn, None)
     await repo.set_grant_states(conn, states)
-    return expired, started
+    await holds_repo.resolve_holds(conn, resolutions, now)
+    return expired, started, len(resolutions)
 
 
 async def lock_due(conn: asyncpg.Connection, now: datetime, limit: int) -> tuple[int, dict[str, Account]]:

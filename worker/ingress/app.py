@@ -1,11 +1,14 @@
-"""The ingress ASGI app: authenticate, validate, enqueue — never write the ledger.
+"""The ingress ASGI app: authenticate, validate, enqueue; and the synchronous credit API.
 
     POST /v1/events            bearer token; one event or a batch (events_api.py)
+    /v1/holds…, /v1/users/…    bearer token; holds, balance, movements (credits_api.py): the
+                               one part that writes the ledger itself, in one transaction per
+                               request under the user's balance lock (worker/domain/holds.py)
     POST /webhooks/asaas       asaas-access-token header (webhooks/asaas.py)
     POST /webhooks/clerk       Svix signature (webhooks/clerk.py)
     POST /webhooks/vercel-blob x-vercel-signature (webhooks/vercel_blob.py)
     GET  /healthz              the process is up
-    GET  /readyz               PostgreSQL and Redis reachable (the ingress's only database access)
+    GET  /readyz               PostgreSQL and Redis reachable
     GET  /ops/, GET /metrics   the ops dashboard and Prometheus metrics (worker/ops/web.py; they
                                read the waiting events from PostgreSQL, and release or drop them)
 
@@ -37,6 +40,7 @@ from ..publisher import Publisher
 from ..settings import Settings, get_settings
 from .auth import clerk_verifier
 from .context import Ingress, ingress
+from .credits_api import capture_hold, get_balance, get_hold, get_movements, post_hold, release_hold
 from .events_api import post_events
 from .http import HttpError, RequestContext, json_response, on_http_error, on_starlette_error
 from .webhooks.asaas import asaas_webhook
@@ -107,12 +111,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(headers={"user-agent": "pedro-worker-ingress"}) as client:
             state.http = client
-            yield
+            if state.settings.database_url is not None:
+                # created lazily: an ingress whose database is down still starts and enqueues
+                state.pool = await db.lazy_pool(state.settings, max_size=state.settings.ingress_pool_max_size)
+            try:
+                yield
+            finally:
+                if state.pool is not None:
+                    await state.pool.close()
         state.broker.close()
 
     app = Starlette(
         routes=[
             Route("/v1/events", post_events, methods=["POST"]),
+            Route("/v1/holds", post_hold, methods=["POST"]),
+            Route("/v1/holds/{hold_id}", get_hold, methods=["GET"]),
+            Route("/v1/holds/{hold_id}/capture", capture_hold, methods=["POST"]),
+            Route("/v1/holds/{hold_id}/release", release_hold, methods=["POST"]),
+            Route("/v1/users/{clerk_user_id}/balance", get_balance, methods=["GET"]),
+            Route("/v1/users/{clerk_user_id}/movements", get_movements, methods=["GET"]),
             Route("/webhooks/asaas", asaas_webhook, methods=["POST"]),
             Route("/webhooks/clerk", clerk_webhook, methods=["POST"]),
             Route("/webhooks/vercel-blob", vercel_blob_webhook, methods=["POST"]),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import asyncpg
 import httpx
 from dramatiq.brokers.redis import RedisBroker
 from starlette.requests import Request
 from svix.webhooks import Webhook
 
+from ..ledger.operation_types import OperationTypes
 from ..publisher import Publisher
 from ..settings import Settings
 
@@ -20,6 +22,8 @@ class Ingress:
     publisher: Publisher
     clerk: Webhook | None
     http: httpx.AsyncClient | None = None  # for HEAD on blob URLs; opened by the app's lifespan
+    pool: asyncpg.Pool | None = None  # the credit API's (credits_api.py); None without a database URL
+    labels: OperationTypes = field(default_factory=OperationTypes)  # "OperationType", for holds
 
 
 def ingress(request: Request) -> Ingress:

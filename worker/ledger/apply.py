@@ -46,6 +46,7 @@ from ..events import (
 )
 from ..logs import get_logger
 from .. import waiting
+from ..repo import holds as holds_repo
 from ..repo import ledger as repo
 from ..settings import Settings
 from .decide import APPLIED, DUPLICATE, REJECTED, RETRY, WAITING, LedgerEvent, Outcome, decide
@@ -255,6 +256,9 @@ async def _apply_pass(
         grants = await repo.find_live_grants(conn, sorted(users_left)) if users_left else {}
         needs_costs = any(type(e) is UsageRecorded and e.credits is None for e in events.values())
         used_labels = {e.operationType for e in events.values() if type(e) is UsageRecorded}
+        hold_ids = [e.holdId for e in events.values() if type(e) is UsageRecorded and e.holdId is not None]
+        holds = await holds_repo.find_holds(conn, hold_ids) if hold_ids else {}
+        now = clock.now()
         plan = decide(
             list(events.values()),
             accounts=accounts,
@@ -263,8 +267,9 @@ async def _apply_pass(
             default_costs=settings.default_feature_costs,
             policy=settings.overdraft_policy,
             operation_types=await labels.current(conn, used_labels) if used_labels else None,
-            now=clock.now(),
+            now=now,
             grants=grants,
+            holds={hold_id: row.hold for hold_id, row in holds.items()},
         )
         if plan.absorbed:
             # a balance written without the worker (a seed, the app): it opens a legacy grant (or
@@ -279,6 +284,8 @@ async def _apply_pass(
         if opened is not None:
             opened.drop_known(plan.openings)
         await repo.write_ledger(conn, plan, decided)
+        if plan.hold_resolutions:  # usages that captured their holds (ledger/holds.py)
+            await holds_repo.resolve_holds(conn, plan.hold_resolutions, now)
         rejections = batch.rejections + plan.rejections
         waits = [(i, o) for i, o in settled.items() if o.status == WAITING]
         if len(decided) < len(events):

@@ -19,7 +19,9 @@ from typing import Literal, NamedTuple
 from ..codec import compact
 from ..events import INT32_MAX, CreditsAdjusted, UsageRecorded, UsageRefunded
 from .cost import CostError, feature_cost
+from . import holds as hold_rules
 from .grants import Allocation, Grant, Wallet, encode
+from .holds import Hold
 
 LedgerEvent = UsageRecorded | UsageRefunded | CreditsAdjusted
 Policy = Literal["reject", "allow"]
@@ -71,6 +73,7 @@ class Plan:
     balance_deltas: dict[str, int] = field(default_factory=dict)  # balance_id -> delta
     wallets: dict[str, Wallet] = field(default_factory=dict)  # clerk user id -> its grants
     absorbed: int = 0  # users whose balance the grants did not explain (grants.Wallet.absorb)
+    hold_resolutions: list[tuple] = field(default_factory=list)  # repo.holds.resolve_holds rows
     rejections: list[tuple] = field(default_factory=list)  # (event_id, type, reason, detail, payload)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
 
@@ -115,8 +118,10 @@ class _Decider:
         now: datetime,
         operation_types: frozenset[str] | None,
         grants: Mapping[str, Sequence[Grant]],
+        holds: Mapping[str, Hold],
     ) -> None:
         self.accounts = accounts
+        self.holds = holds
         self.targets = targets
         self.feature_costs = feature_costs
         self.default_costs = default_costs
@@ -197,6 +202,51 @@ class _Decider:
         )
         self.plan.outcomes[event.id] = Outcome(event.id, APPLIED)
 
+    def resolve_hold(self, event: UsageRecorded, hold: Hold, kind: str, res: hold_rules.Resolution,
+                     reason: str) -> None:  # fmt: skip
+        """A hold's capture or release movement (and the expiry of what went back to an ended
+        grant) in this event's transaction."""
+        account = self.accounts[event.clerkUserId]
+        self.plan.openings.setdefault(account.user_id, account.balance)
+        for row in hold_rules.movements(kind, hold, res, event.id, reason):
+            self.plan.journal_rows.append(row)
+            self.balances[event.clerkUserId] += row[3]
+            self.plan.balance_deltas[account.balance_id] = self.plan.balance_deltas.get(account.balance_id, 0) + row[3]
+
+    def held(self, event: UsageRecorded) -> Hold | None:
+        """The open hold this usage captures, if any. A hold past its expiry is released here
+        first (the sweep would have): the usage is then a plain usage, as is one whose hold was
+        released, or is unknown, or is another user's."""
+        hold = self.holds.get(event.holdId) if event.holdId is not None else None
+        if hold is None or hold.clerk_user_id != event.clerkUserId:
+            return None
+        at = self.now.timestamp()
+        if hold.is_due(at):
+            res = hold_rules.release(self.wallet(event.clerkUserId), hold, self.now)
+            self.resolve_hold(event, hold, "release", res, "hold expired")
+            self.plan.hold_resolutions.append(hold_rules.resolved(hold, hold_rules.EXPIRED, "expiry", res))
+        return hold if hold.is_open(at) or hold.status == hold_rules.CAPTURED else None
+
+    def capture(self, event: UsageRecorded, hold: Hold, cost: int) -> tuple[Allocation, int] | None:
+        """Charge the usage against its hold (ledger/holds.py): (what it took, credits charged),
+        None if refused."""
+        if hold.status == hold_rules.CAPTURED:
+            self.reject(event, "hold_already_captured", f"hold {hold.hold_id} was captured already")
+            return None
+        charged = hold_rules.charge(hold.credits, cost, hold.over_capture)
+        if charged is None:
+            self.reject(event, "over_capture", f"usage {cost} > hold {hold.hold_id} of {hold.credits} (overCapture reject)")
+            return None
+        balance = self.balances[event.clerkUserId] + hold.credits - charged
+        if not -INT32_MAX <= balance <= INT32_MAX:
+            self.reject(event, "balance_out_of_range", f"balance {self.balances[event.clerkUserId]}, capture {charged}")
+            return None
+        res = hold_rules.capture(self.wallet(event.clerkUserId), hold, charged, self.now)
+        self.resolve_hold(event, hold, "capture", res, event.operationType)
+        self.plan.hold_resolutions.append(hold_rules.resolved(hold, hold_rules.CAPTURED, event.id, res, charged, event.id))
+        self.plan.outcomes[event.id] = Outcome(event.id, APPLIED)
+        return res.taken, charged
+
     def debit(
         self, event: LedgerEvent, kind: str, credits: int, reference: str | None, reason: str | None
     ) -> Allocation | None:
@@ -229,7 +279,12 @@ class _Decider:
             self.batch_usages[event.id] = WAITED
             return self.wait(event, "no_cost", f"cost:{op}",
                              f"no credits in the event and no cost configured for {op}")  # fmt: skip
-        taken = self.debit(event, "usage", cost, event.id, op)  # reference: its "UsageHistory" row
+        hold = self.held(event) if event.holdId is not None else None
+        if hold is not None:
+            captured = self.capture(event, hold, cost)
+            taken, cost = captured if captured is not None else (None, cost)
+        else:  # reference: its "UsageHistory" row
+            taken = self.debit(event, "usage", cost, event.id, op)
         if taken is None:
             self.batch_usages[event.id] = None
             return
@@ -316,12 +371,13 @@ def decide(
     now: datetime | None = None,
     operation_types: frozenset[str] | None = None,
     grants: Mapping[str, Sequence[Grant]] | None = None,
+    holds: Mapping[str, Hold] | None = None,
 ) -> Plan:
     """Decide every event (none decided before, all with a known account). Refunds whose usage is in the
     same batch are decided right after that usage, whatever their own timestamps say."""
     decider = _Decider(
         accounts, targets, feature_costs, default_costs, policy, now or datetime.now(UTC), operation_types,
-        grants or {},
+        grants or {}, holds or {},
     )
     decider.in_batch_usages = {e.id for e in events if type(e) is UsageRecorded}
     for event in _in_order(events):

@@ -1,0 +1,67 @@
+-- find_holds --
+-- These holds (worker.credit_hold), times as epoch seconds. The caller holds the users'
+-- "CreditBalance" rows, so nothing changes them meanwhile.
+-- $1 hold ids text[]
+SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expires_at)::float8 AS expires,
+       allocation::text AS allocation, over_capture, operation_type, request_hash, captured, usage_id,
+       resolved_by, details::text AS details, created_at, expires_at, resolved_at
+FROM worker.credit_hold WHERE hold_id = ANY($1::text[])
+
+-- find_due_holds --
+-- The open holds of these users past their expiry ($2 now): the transaction releases them before
+-- it decides anything else. $1 "User".id values text[], $2 now timestamptz
+SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expires_at)::float8 AS expires,
+       allocation::text AS allocation, over_capture, operation_type
+FROM worker.credit_hold
+WHERE user_id = ANY($1::text[]) AND status = 'held' AND expires_at <= $2
+ORDER BY expires_at, hold_id
+
+-- insert_hold --
+-- A new hold (its `hold/<id>` movement is written with it, by write_ledger).
+-- $1 hold_id, $2 user_id, $3 clerk_user_id, $4 credits int, $5 operation_type, $6 details (JSON
+-- text), $7 over_capture, $8 request_hash, $9 allocation (JSON text), $10 expires_at timestamptz,
+-- $11 created_at timestamptz
+INSERT INTO worker.credit_hold (hold_id, user_id, clerk_user_id, credits, operation_type, details,
+                                over_capture, request_hash, allocation, expires_at, created_at)
+VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9::text::jsonb, $10, $11)
+
+-- resolve_holds --
+-- Holds that resolved (captured, released or expired), each once: a row already resolved is left
+-- alone (the callers hold the balance lock and checked; this is the last word).
+-- $1 hold ids text[], $2 statuses text[], $3 captured int[], $4 usage ids text[], $5 taken (JSON
+-- text)[], $6 resolved_by text[], $7 resolved_at timestamptz
+UPDATE worker.credit_hold h
+SET status = r.status, captured = r.captured, usage_id = r.usage_id, taken = r.taken::jsonb,
+    resolved_by = r.resolved_by, resolved_at = $7
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
+     AS r(hold_id, status, captured, usage_id, taken, resolved_by)
+WHERE h.hold_id = r.hold_id AND h.status = 'held'
+RETURNING h.hold_id
+
+
+-- user_balance --
+-- One user's balance as the API shows it: "CreditBalance", open holds, the user's waiting events, and
+-- the grants usable now (the live ones started and not past their expiry; the debt apart).
+-- No lock: a read. $1 clerk user id text, $2 now timestamptz
+SELECT cb."userId" AS user_id, cb."creditsRemaining" AS remaining,
+       (SELECT coalesce(sum(g.remaining) FILTER (WHERE g.source <> 'overdraft' AND g.remaining > 0
+                                                  AND g.effective_at <= $2
+                                                  AND (g.expires_at IS NULL OR g.expires_at > $2)), 0)::bigint
+        FROM worker.credit_grant g WHERE g.user_id = cb."userId" AND g.state = 'live') AS usable,
+       (SELECT coalesce(sum(h.credits), 0)::bigint FROM worker.credit_hold h
+        WHERE h.user_id = cb."userId" AND h.status = 'held' AND h.expires_at > $2) AS held,
+       (SELECT coalesce(sum(h.credits), 0)::bigint FROM worker.credit_hold h
+        WHERE h.user_id = cb."userId" AND h.status = 'held' AND h.expires_at <= $2) AS overdue,
+       (SELECT count(*)::int FROM worker.waiting w
+        WHERE w.clerk_user_id = $1 AND w.state IN ('waiting', 'released')) AS waiting
+FROM "CreditBalance" cb WHERE cb."clerkUserId" = $1
+
+-- user_movements --
+-- One page of a user's journal movements, newest first (journal_user_created_idx), after the
+-- cursor ($3 created_at, $4 event_id; NULL for the first page). $1 "User".id, $2 page size int
+SELECT j.event_id, j.kind, j.delta, j.reference, j.reason, j.refund_of, j.created_at
+FROM worker.journal j
+WHERE j.user_id = $1
+  AND ($3::timestamptz IS NULL OR (j.created_at, j.event_id) < ($3::timestamptz, $4::text))
+ORDER BY j.created_at DESC, j.event_id DESC
+LIMIT $2

@@ -1,0 +1,259 @@
+"""Holds, synchronously: place, capture and release (the ingress's POST /v1/holds…, ops' `holds
+release`), each one transaction under the user's `"CreditBalance"` row lock — the lock the queue
+path takes, in the same way, and only one, so there is no lock order to break and no deadlock
+with the batches — and the expiry of due holds (the grant sweep, worker/domain/expiry.py).
+
+Every transaction over a user first releases that user's holds past their expiry, so no answer
+counts credits a hold no longer has a right to. The rules are pure (worker/ledger/holds.py); this
+module reads, decides with them, and writes the movements with the ledger's one statement
+(repo.ledger.write_ledger).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from .. import clock
+from ..codec import compact
+from ..credit_api import BalanceView, CaptureRequest, HoldAnswer, HoldRequest, HoldView
+from ..errors import WorkerError
+from ..events import INT32_MAX
+from ..ledger import holds as rules
+from ..ledger.cost import CostError, feature_cost
+from ..ledger.decide import Account, Plan
+from ..ledger.grants import Wallet, encode
+from ..ledger.holds import Hold
+from ..ledger.operation_types import OperationTypes
+from ..logs import get_logger
+from ..repo import holds as repo
+from ..repo import ledger as ledger_repo
+from ..settings import Settings
+
+log = get_logger("pedro.holds")
+
+
+class HoldRefused(WorkerError):
+    """An answer other than success: HTTP status, machine-readable `error`, and what to add."""
+
+    def __init__(self, status: int, error: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail, reason=error)
+        self.status, self.error, self.extra = status, error, extra
+
+
+@dataclass
+class Answer:
+    status: int  # 201 placed, 200 resolved (or replayed), 409 expired
+    body: HoldAnswer
+    replayed: bool = False
+    error: str | None = None  # a refusal that still committed (the hold expired on the way)
+
+
+class _Books:
+    """One user's balance, grants and holds while one hold transaction decides."""
+
+    def __init__(self, account: Account, grants: list, now: datetime) -> None:
+        self.account = account
+        self.now = now
+        self.plan = Plan()
+        self.plan.openings[account.user_id] = account.balance
+        self.wallet = Wallet.read(account.user_id, grants)
+        if self.wallet.absorb(account.balance, now):
+            log.info("balance_absorbed", users=1)
+        self.plan.wallets[account.clerk_user_id] = self.wallet
+        self.balance = account.balance
+        self.expired: set[str] = set()  # holds this transaction found past their expiry
+
+    @classmethod
+    async def open(cls, conn: asyncpg.Connection, account: Account, now: datetime) -> _Books:
+        """The books of a user whose balance is locked, with its due holds already released."""
+        grants = (await ledger_repo.find_live_grants(conn, [account.user_id])).get(account.user_id, [])
+        books = cls(account, grants, now)
+        for hold in await repo.find_due_holds(conn, [account.user_id], now):
+            books.resolve(hold, "release", rules.release(books.wallet, hold, now), hold.hold_id, "hold expired",
+                          rules.EXPIRED, "expiry")  # fmt: skip
+            books.expired.add(hold.hold_id)
+        return books
+
+    def resolve(self, hold: Hold, kind: str, res: rules.Resolution, reference: str, reason: str, status: str,
+                by: str, charged: int | None = None, usage_id: str | None = None) -> None:  # fmt: skip
+        for row in rules.movements(kind, hold, res, reference, reason):
+            self.plan.journal_rows.append(row)
+            self.balance += row[3]
+        self.plan.hold_resolutions.append(rules.resolved(hold, status, by, res, charged, usage_id))
+
+    async def write(self, conn: asyncpg.Connection, decided: list[tuple] = ()) -> None:  # type: ignore[assignment]
+        if self.plan.journal_rows:
+            self.plan.balance_deltas[self.account.balance_id] = self.balance - self.account.balance
+        await ledger_repo.write_ledger(conn, self.plan, decided)
+        if self.plan.hold_resolutions:
+            done = await repo.resolve_holds(conn, self.plan.hold_resolutions, self.now)
+            assert len(done) == len(self.plan.hold_resolutions), "a hold resolved twice under its balance lock"
+
+
+async def _lock(conn: asyncpg.Connection, clerk_user_id: str, settings: Settings) -> Account:
+    await ledger_repo.limit_lock_wait(conn, settings.lock_wait_ms)
+    account = (await ledger_repo.lock_accounts(conn, [clerk_user_id])).get(clerk_user_id)
+    if account is None:
+        raise HoldRefused(404, "unknown_user", f"no user {clerk_user_id} (its user.created is not in yet)")
+    return account
+
+
+def balance_view(b: repo.UserBalance) -> BalanceView:
+    """Holds past their expiry count as released already (the sweep is on its way)."""
+    remaining = b.remaining + b.overdue
+    return BalanceView(remaining=remaining, held=b.held, available=max(0, min(remaining, b.usable + b.overdue)))
+
+
+async def _answer(conn: asyncpg.Connection, row: repo.HoldRow, now: datetime, status: int, *,
+                  replayed: bool = False, error: str | None = None) -> Answer:  # fmt: skip
+    balance = await repo.user_balance(conn, row.hold.clerk_user_id, now)
+    assert balance is not None
+    return Answer(status, HoldAnswer(hold=hold_view(row), balance=balance_view(balance)), replayed, error)
+
+
+def hold_view(row: repo.HoldRow) -> HoldView:
+    h = row.hold
+    return HoldView(id=h.hold_id, clerkUserId=h.clerk_user_id, credits=h.credits, status=h.status,  # type: ignore[arg-type]
+                    expiresAt=row.expires_at, createdAt=row.created_at, captured=row.captured,
+                    usageId=row.usage_id, resolvedAt=row.resolved_at, resolvedBy=row.resolved_by)  # fmt: skip
+
+
+async def _reread(conn: asyncpg.Connection, hold_id: str) -> repo.HoldRow:
+    return (await repo.find_holds(conn, [hold_id]))[hold_id]
+
+
+async def _check_label(conn: asyncpg.Connection, labels: OperationTypes, op: str) -> None:
+    if op not in await labels.current(conn, [op]):
+        raise HoldRefused(422, "unknown_operation_type", f'"OperationType" has no label {op}')
+
+
+async def place(
+    conn: asyncpg.Connection, request: HoldRequest, settings: Settings, labels: OperationTypes
+) -> Answer:
+    """POST /v1/holds: take the credits now, or refuse with 402 `insufficient_credits`. The same
+    id again answers what the first did (the hold as it is now); with another request, 409."""
+    request_hash = request.request_hash()
+    try:
+        async with conn.transaction():
+            return await _place(conn, request, request_hash, settings, labels)
+    except asyncpg.UniqueViolationError:
+        # The same id placed meanwhile for another user (a different balance lock), or an event
+        # already decided under this id: the first one stands.
+        existing = (await repo.find_holds(conn, [request.id])).get(request.id)
+        if existing is not None and existing.request_hash == request_hash:
+            return await _answer(conn, existing, clock.now(), 201, replayed=True)
+        raise HoldRefused(409, "idempotency_conflict", f"the id {request.id} was used already for something else") from None
+
+
+async def _place(conn: asyncpg.Connection, request: HoldRequest, request_hash: str, settings: Settings,
+                 labels: OperationTypes) -> Answer:  # fmt: skip
+    account = await _lock(conn, request.clerkUserId, settings)
+    now = clock.now()
+    existing = (await repo.find_holds(conn, [request.id])).get(request.id)
+    if existing is not None:
+        if existing.request_hash != request_hash:
+            raise HoldRefused(409, "idempotency_conflict", f"hold {request.id} exists with another request")
+        return await _answer(conn, existing, now, 201, replayed=True)
+    if request.operationType is not None:
+        await _check_label(conn, labels, request.operationType)
+    credits = request.credits
+    if credits is None:
+        assert request.operationType is not None
+        try:
+            credits = feature_cost(request.operationType, await ledger_repo.get_feature_costs(conn),
+                                   settings.default_feature_costs)
+        except CostError as exc:
+            raise HoldRefused(422, "bad_feature_cost", str(exc)) from None
+        if credits is None:
+            raise HoldRefused(422, "no_cost", f"no credits given and no cost configured for {request.operationType}")
+    books = await _Books.open(conn, account, now)
+    available = rules.available(books.balance, books.wallet, now)
+    if credits > available:
+        raise HoldRefused(402, "insufficient_credits", f"{credits} credits asked, {available} available",
+                          available=available)  # fmt: skip
+    taken = books.wallet.take(credits, now)
+    hold = Hold(request.id, account.user_id, account.clerk_user_id, credits, rules.HELD,
+                (now + timedelta(seconds=request.ttlSeconds)).timestamp(), taken, request.overCapture,
+                request.operationType)  # fmt: skip
+    reason = f"hold for {request.operationType}" if request.operationType else "hold"
+    books.plan.journal_rows.append((f"hold/{hold.hold_id}", account.user_id, "hold", -credits, None, hold.hold_id,
+                                    reason, encode(taken)))  # fmt: skip
+    books.balance -= credits
+    # the hold's id is an idempotency key like an event's: claimed in worker.event_log, so an
+    # event that reuses it is refused as a conflict (and the other way round)
+    await books.write(conn, [(hold.hold_id, "hold.placed", request_hash, account.clerk_user_id, None)])
+    expires_at = now + timedelta(seconds=request.ttlSeconds)
+    details = compact(request.details).decode() if request.details is not None else None
+    await repo.insert_hold(conn, hold, details=details, request_hash=request_hash, expires_at=expires_at,
+                           created_at=now, allocation=encode(taken))  # fmt: skip
+    return await _answer(conn, await _reread(conn, hold.hold_id), now, 201)
+
+
+async def _locked_hold(conn: asyncpg.Connection, hold_id: str, settings: Settings) -> tuple[Account, repo.HoldRow]:
+    """The hold, read again once its user's balance is locked (it may have resolved meanwhile)."""
+    found = (await repo.find_holds(conn, [hold_id])).get(hold_id)
+    if found is None:
+        raise HoldRefused(404, "unknown_hold", f"no hold {hold_id}")
+    account = await _lock(conn, found.hold.clerk_user_id, settings)
+    return account, await _reread(conn, hold_id)
+
+
+async def capture(
+    conn: asyncpg.Connection, hold_id: str, request: CaptureRequest, settings: Settings, labels: OperationTypes
+) -> Answer:
+    """POST /v1/holds/{id}/capture: charge the usage (a "UsageHistory" row whose id is the
+    hold's), give back the rest; a hold already resolved answers its resolution (200); one past
+    its expiry is released and answers 409 `hold_expired`."""
+    async with conn.transaction():
+        account, row = await _locked_hold(conn, hold_id, settings)
+        now = clock.now()
+        hold = row.hold
+        if hold.status != rules.HELD:
+            if hold.status == rules.EXPIRED:
+                raise HoldRefused(409, "hold_expired", f"hold {hold_id} expired at {row.expires_at.isoformat()}")
+            return await _answer(conn, row, now, 200, replayed=True)
+        books = await _Books.open(conn, account, now)
+        if hold_id in books.expired:  # released by _Books.open: it was due
+            await books.write(conn)
+            return await _answer(conn, await _reread(conn, hold_id), now, 409, error="hold_expired")
+        op = request.operationType or hold.operation_type
+        if op is None:
+            raise HoldRefused(422, "operation_type_required",
+                              "the hold names no operationType: the capture must (it goes in UsageHistory)")  # fmt: skip
+        await _check_label(conn, labels, op)
+        used = hold.credits if request.credits is None else request.credits
+        charged = rules.charge(hold.credits, used, hold.over_capture)
+        if charged is None:
+            raise HoldRefused(409, "over_capture", f"{used} credits used, {hold.credits} held (overCapture reject)",
+                              held=hold.credits, requested=used)  # fmt: skip
+        if not -INT32_MAX <= books.balance + hold.credits - charged:
+            raise HoldRefused(409, "balance_out_of_range", f"balance {books.balance}, capture {charged}")
+        res = rules.capture(books.wallet, hold, charged, now)
+        books.resolve(hold, "capture", res, hold_id, op, rules.CAPTURED, "http", charged, hold_id)
+        details = request.details if request.details is not None else None
+        details_json = compact(details).decode() if details is not None else row.details
+        books.plan.usage_rows.append((hold_id, account.user_id, account.balance_id, op, charged, details_json,
+                                      now.astimezone(UTC).replace(tzinfo=None)))  # fmt: skip
+        await books.write(conn)
+        return await _answer(conn, await _reread(conn, hold_id), now, 200)
+
+
+async def release(conn: asyncpg.Connection, hold_id: str, settings: Settings, by: str = "http") -> Answer:
+    """POST /v1/holds/{id}/release (or ops): everything held comes back. A hold already resolved
+    answers its resolution (200)."""
+    async with conn.transaction():
+        account, row = await _locked_hold(conn, hold_id, settings)
+        now = clock.now()
+        hold = row.hold
+        if hold.status != rules.HELD:
+            return await _answer(conn, row, now, 200, replayed=True)
+        books = await _Books.open(conn, account, now)
+        if hold_id not in books.expired:  # (else _Books.open released it: expired)
+            books.resolve(hold, "release", rules.release(books.wallet, hold, now), hold_id, f"released ({by})",
+                          rules.RELEASED, by)  # fmt: skip
+        await books.write(conn)
+        return await _answer(conn, await _reread(conn, hold_id), now, 200)
