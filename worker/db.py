@@ -136,7 +136,7 @@ async def connect(dsn: str, *, worker_planning: bool = False) -> asyncpg.Connect
     return conn
 
 
-def _pool(settings: Settings, dsn: str | None, max_size: int, min_size: int) -> asyncpg.Pool:
+def _pool(settings: Settings, dsn: str | None, max_size: int, min_size: int, **more: str) -> asyncpg.Pool:
     set_slow_query_threshold(settings.slow_query_ms)
     return asyncpg.create_pool(
         dsn or settings.require_database_url(),
@@ -144,7 +144,8 @@ def _pool(settings: Settings, dsn: str | None, max_size: int, min_size: int) -> 
         max_size=max_size,
         init=_init_connection,
         reset=_end_any_transaction,
-        server_settings={**_SERVER_SETTINGS, **WORKER_PLANNING, "statement_timeout": str(settings.statement_timeout_ms)},
+        server_settings={**_SERVER_SETTINGS, **WORKER_PLANNING, "statement_timeout": str(settings.statement_timeout_ms),
+                         **more},
     )
 
 
@@ -154,10 +155,12 @@ async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Poo
     return pool
 
 
-async def lazy_pool(settings: Settings, *, max_size: int) -> asyncpg.Pool:
-    """A pool that opens no connection before its first `acquire` (min_size 0): a process whose
-    database is down still starts."""
-    pool = await _pool(settings, None, max_size, 0)
+async def request_pool(settings: Settings, *, max_size: int) -> asyncpg.Pool:
+    """The ingress's pool, for requests answered from PostgreSQL (the credit API): it opens no
+    connection before its first `acquire` (min_size 0: an ingress whose database is down still
+    starts and enqueues), and a lock wait longer than `lock_wait_ms` fails (LockNotAvailableError:
+    a 503 to retry, not a request hung behind a balance held elsewhere)."""
+    pool = await _pool(settings, None, max_size, 0, lock_timeout=str(settings.lock_wait_ms))
     assert pool is not None
     return pool
 

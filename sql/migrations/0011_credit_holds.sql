@@ -28,7 +28,9 @@ CREATE TABLE worker.credit_hold (
 );
 -- the sweep: open holds by expiry
 CREATE INDEX credit_hold_due_idx ON worker.credit_hold (expires_at) WHERE status = 'held';
--- a user's holds, newest first (balance reads, `holds list --user`, user show)
+-- a user's open holds (every hold transaction, balance reads), and all of them newest first
+-- (`holds list --user`, user show)
+CREATE INDEX credit_hold_user_open_idx ON worker.credit_hold (user_id) WHERE status = 'held';
 CREATE INDEX credit_hold_user_idx ON worker.credit_hold (user_id, created_at DESC);
 -- a refund of a captured usage finds what the usage took
 CREATE UNIQUE INDEX credit_hold_usage_idx ON worker.credit_hold (usage_id) WHERE usage_id IS NOT NULL;

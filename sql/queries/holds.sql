@@ -8,13 +8,28 @@ SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expi
 FROM worker.credit_hold WHERE hold_id = ANY($1::text[])
 
 -- find_due_holds --
--- The open holds of these users past their expiry ($2 now): the transaction releases them before
--- it decides anything else. $1 "User".id values text[], $2 now timestamptz
+-- The open holds of these users past their expiry (the grant sweep releases them).
+-- $1 "User".id values text[], $2 now timestamptz
 SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expires_at)::float8 AS expires,
        allocation::text AS allocation, over_capture, operation_type
 FROM worker.credit_hold
 WHERE user_id = ANY($1::text[]) AND status = 'held' AND expires_at <= $2
 ORDER BY expires_at, hold_id
+
+-- holds_of_user --
+-- What a hold transaction needs once it holds the user's balance: the hold it is about ($2, any
+-- user, any status) and the user's open holds (those past their expiry are released first; the
+-- others are what the answer shows as held). Columns as find_holds.
+-- $1 "User".id text, $2 hold id text
+SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expires_at)::float8 AS expires,
+       allocation::text AS allocation, over_capture, operation_type, request_hash, captured, usage_id,
+       resolved_by, details::text AS details, created_at, expires_at, resolved_at
+FROM worker.credit_hold WHERE hold_id = $2
+UNION
+SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expires_at)::float8 AS expires,
+       allocation::text AS allocation, over_capture, operation_type, request_hash, captured, usage_id,
+       resolved_by, details::text AS details, created_at, expires_at, resolved_at
+FROM worker.credit_hold WHERE user_id = $1 AND status = 'held'
 
 -- insert_hold --
 -- A new hold (its `hold/<id>` movement is written with it, by write_ledger).

@@ -12,6 +12,7 @@ module reads, decides with them, and writes the movements with the ledger's one 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,9 +54,10 @@ class Answer:
 
 
 class _Books:
-    """One user's balance, grants and holds while one hold transaction decides."""
+    """One user's balance, grants and open holds while one hold transaction decides."""
 
-    def __init__(self, account: Account, grants: list, now: datetime) -> None:
+    def __init__(self, account: Account, grants: list, holds: dict[str, repo.HoldRow], hold_id: str,
+                 now: datetime) -> None:  # fmt: skip
         self.account = account
         self.now = now
         self.plan = Plan()
@@ -65,27 +67,41 @@ class _Books:
             log.info("balance_absorbed", users=1)
         self.plan.wallets[account.clerk_user_id] = self.wallet
         self.balance = account.balance
-        self.expired: set[str] = set()  # holds this transaction found past their expiry
+        self.row = holds.get(hold_id)  # the hold the request is about (whoever's), if it exists
+        self.held = 0  # credits in the user's open holds
+        at = now.timestamp()
+        for row in holds.values():
+            hold = row.hold
+            if hold.user_id != account.user_id or hold.status != rules.HELD:
+                continue
+            if hold.is_due(at):  # past its expiry: released first, as the sweep would
+                res = rules.release(self.wallet, hold, now)
+                self.resolve(row, "release", res, hold.hold_id, "hold expired", rules.EXPIRED, "expiry")
+            else:
+                self.held += hold.credits
 
     @classmethod
-    async def open(cls, conn: asyncpg.Connection, account: Account, now: datetime) -> _Books:
-        """The books of a user whose balance is locked, with its due holds already released."""
+    async def open(cls, conn: asyncpg.Connection, account: Account, hold_id: str, now: datetime) -> _Books:
+        """The books of a user whose balance is locked, with its due holds released."""
+        holds = await repo.holds_of_user(conn, account.user_id, hold_id)
         grants = (await ledger_repo.find_live_grants(conn, [account.user_id])).get(account.user_id, [])
-        books = cls(account, grants, now)
-        for hold in await repo.find_due_holds(conn, [account.user_id], now):
-            books.resolve(hold, "release", rules.release(books.wallet, hold, now), hold.hold_id, "hold expired",
-                          rules.EXPIRED, "expiry")  # fmt: skip
-            books.expired.add(hold.hold_id)
-        return books
+        return cls(account, grants, holds, hold_id, now)
 
-    def resolve(self, hold: Hold, kind: str, res: rules.Resolution, reference: str, reason: str, status: str,
-                by: str, charged: int | None = None, usage_id: str | None = None) -> None:  # fmt: skip
-        for row in rules.movements(kind, hold, res, reference, reason):
-            self.plan.journal_rows.append(row)
-            self.balance += row[3]
-        self.plan.hold_resolutions.append(rules.resolved(hold, status, by, res, charged, usage_id))
+    def resolve(self, row: repo.HoldRow, kind: str, res: rules.Resolution, reference: str, reason: str,
+                status: str, by: str, charged: int | None = None, usage_id: str | None = None) -> None:  # fmt: skip
+        for movement in rules.movements(kind, row.hold, res, reference, reason):
+            self.plan.journal_rows.append(movement)
+            self.balance += movement[3]
+        self.plan.hold_resolutions.append(rules.resolved(row.hold, status, by, res, charged, usage_id))
+        row.captured, row.usage_id, row.resolved_by, row.resolved_at = charged, usage_id, by, self.now
 
-    async def write(self, conn: asyncpg.Connection, decided: list[tuple] = ()) -> None:  # type: ignore[assignment]
+    def answer(self, status: int, *, replayed: bool = False, error: str | None = None) -> Answer:
+        assert self.row is not None
+        balance = BalanceView(remaining=self.balance, held=self.held,
+                              available=rules.available(self.balance, self.wallet, self.now))  # fmt: skip
+        return Answer(status, HoldAnswer(hold=hold_view(self.row), balance=balance), replayed, error)
+
+    async def write(self, conn: asyncpg.Connection, decided: Sequence[tuple] = ()) -> None:
         if self.plan.journal_rows:
             self.plan.balance_deltas[self.account.balance_id] = self.balance - self.account.balance
         await ledger_repo.write_ledger(conn, self.plan, decided)
@@ -94,8 +110,9 @@ class _Books:
             assert len(done) == len(self.plan.hold_resolutions), "a hold resolved twice under its balance lock"
 
 
-async def _lock(conn: asyncpg.Connection, clerk_user_id: str, settings: Settings) -> Account:
-    await ledger_repo.limit_lock_wait(conn, settings.lock_wait_ms)
+async def _lock(conn: asyncpg.Connection, clerk_user_id: str) -> Account:
+    """The user's balance, locked (the ingress's connections give up after `lock_wait_ms`:
+    LockNotAvailableError, a 503 to retry)."""
     account = (await ledger_repo.lock_accounts(conn, [clerk_user_id])).get(clerk_user_id)
     if account is None:
         raise HoldRefused(404, "unknown_user", f"no user {clerk_user_id} (its user.created is not in yet)")
@@ -103,16 +120,10 @@ async def _lock(conn: asyncpg.Connection, clerk_user_id: str, settings: Settings
 
 
 def balance_view(b: repo.UserBalance) -> BalanceView:
-    """Holds past their expiry count as released already (the sweep is on its way)."""
+    """A balance read without the lock: holds past their expiry count as released already (the
+    sweep is on its way)."""
     remaining = b.remaining + b.overdue
     return BalanceView(remaining=remaining, held=b.held, available=max(0, min(remaining, b.usable + b.overdue)))
-
-
-async def _answer(conn: asyncpg.Connection, row: repo.HoldRow, now: datetime, status: int, *,
-                  replayed: bool = False, error: str | None = None) -> Answer:  # fmt: skip
-    balance = await repo.user_balance(conn, row.hold.clerk_user_id, now)
-    assert balance is not None
-    return Answer(status, HoldAnswer(hold=hold_view(row), balance=balance_view(balance)), replayed, error)
 
 
 def hold_view(row: repo.HoldRow) -> HoldView:
@@ -120,10 +131,6 @@ def hold_view(row: repo.HoldRow) -> HoldView:
     return HoldView(id=h.hold_id, clerkUserId=h.clerk_user_id, credits=h.credits, status=h.status,  # type: ignore[arg-type]
                     expiresAt=row.expires_at, createdAt=row.created_at, captured=row.captured,
                     usageId=row.usage_id, resolvedAt=row.resolved_at, resolvedBy=row.resolved_by)  # fmt: skip
-
-
-async def _reread(conn: asyncpg.Connection, hold_id: str) -> repo.HoldRow:
-    return (await repo.find_holds(conn, [hold_id]))[hold_id]
 
 
 async def _check_label(conn: asyncpg.Connection, labels: OperationTypes, op: str) -> None:
@@ -135,29 +142,32 @@ async def place(
     conn: asyncpg.Connection, request: HoldRequest, settings: Settings, labels: OperationTypes
 ) -> Answer:
     """POST /v1/holds: take the credits now, or refuse with 402 `insufficient_credits`. The same
-    id again answers what the first did (the hold as it is now); with another request, 409."""
+    id again answers with that hold as it is now (201, `replayed`); with another request, 409."""
     request_hash = request.request_hash()
     try:
         async with conn.transaction():
             return await _place(conn, request, request_hash, settings, labels)
     except asyncpg.UniqueViolationError:
-        # The same id placed meanwhile for another user (a different balance lock), or an event
-        # already decided under this id: the first one stands.
+        # The same id placed meanwhile for another user (under another balance lock), or an
+        # event already decided under this id: the first one stands.
         existing = (await repo.find_holds(conn, [request.id])).get(request.id)
         if existing is not None and existing.request_hash == request_hash:
-            return await _answer(conn, existing, clock.now(), 201, replayed=True)
+            async with conn.transaction():
+                books = await _Books.open(conn, await _lock(conn, existing.hold.clerk_user_id), request.id, clock.now())
+                return books.answer(201, replayed=True)
         raise HoldRefused(409, "idempotency_conflict", f"the id {request.id} was used already for something else") from None
 
 
 async def _place(conn: asyncpg.Connection, request: HoldRequest, request_hash: str, settings: Settings,
                  labels: OperationTypes) -> Answer:  # fmt: skip
-    account = await _lock(conn, request.clerkUserId, settings)
+    account = await _lock(conn, request.clerkUserId)
     now = clock.now()
-    existing = (await repo.find_holds(conn, [request.id])).get(request.id)
-    if existing is not None:
-        if existing.request_hash != request_hash:
+    books = await _Books.open(conn, account, request.id, now)
+    if books.row is not None:
+        if books.row.request_hash != request_hash:  # (the same request names the same user)
             raise HoldRefused(409, "idempotency_conflict", f"hold {request.id} exists with another request")
-        return await _answer(conn, existing, now, 201, replayed=True)
+        await books.write(conn)  # what the user's due holds released
+        return books.answer(201, replayed=True)
     if request.operationType is not None:
         await _check_label(conn, labels, request.operationType)
     credits = request.credits
@@ -165,61 +175,60 @@ async def _place(conn: asyncpg.Connection, request: HoldRequest, request_hash: s
         assert request.operationType is not None
         try:
             credits = feature_cost(request.operationType, await ledger_repo.get_feature_costs(conn),
-                                   settings.default_feature_costs)
+                                   settings.default_feature_costs)  # fmt: skip
         except CostError as exc:
             raise HoldRefused(422, "bad_feature_cost", str(exc)) from None
         if credits is None:
             raise HoldRefused(422, "no_cost", f"no credits given and no cost configured for {request.operationType}")
-    books = await _Books.open(conn, account, now)
     available = rules.available(books.balance, books.wallet, now)
     if credits > available:
         raise HoldRefused(402, "insufficient_credits", f"{credits} credits asked, {available} available",
                           available=available)  # fmt: skip
     taken = books.wallet.take(credits, now)
-    hold = Hold(request.id, account.user_id, account.clerk_user_id, credits, rules.HELD,
-                (now + timedelta(seconds=request.ttlSeconds)).timestamp(), taken, request.overCapture,
-                request.operationType)  # fmt: skip
+    expires_at = now + timedelta(seconds=request.ttlSeconds)
+    hold = Hold(request.id, account.user_id, account.clerk_user_id, credits, rules.HELD, expires_at.timestamp(),
+                taken, request.overCapture, request.operationType)  # fmt: skip
     reason = f"hold for {request.operationType}" if request.operationType else "hold"
     books.plan.journal_rows.append((f"hold/{hold.hold_id}", account.user_id, "hold", -credits, None, hold.hold_id,
                                     reason, encode(taken)))  # fmt: skip
     books.balance -= credits
-    # the hold's id is an idempotency key like an event's: claimed in worker.event_log, so an
-    # event that reuses it is refused as a conflict (and the other way round)
+    books.held += credits
+    # The hold's id is an idempotency key like an event's: claimed in worker.event_log, so an
+    # event that reuses it is refused as a conflict (and the other way round).
     await books.write(conn, [(hold.hold_id, "hold.placed", request_hash, account.clerk_user_id, None)])
-    expires_at = now + timedelta(seconds=request.ttlSeconds)
     details = compact(request.details).decode() if request.details is not None else None
     await repo.insert_hold(conn, hold, details=details, request_hash=request_hash, expires_at=expires_at,
                            created_at=now, allocation=encode(taken))  # fmt: skip
-    return await _answer(conn, await _reread(conn, hold.hold_id), now, 201)
+    books.row = repo.HoldRow(hold, request_hash, None, None, None, details, now, expires_at, None)
+    return books.answer(201)
 
 
-async def _locked_hold(conn: asyncpg.Connection, hold_id: str, settings: Settings) -> tuple[Account, repo.HoldRow]:
-    """The hold, read again once its user's balance is locked (it may have resolved meanwhile)."""
+async def _open_hold(conn: asyncpg.Connection, hold_id: str) -> _Books:
+    """The books of the hold's user, its balance locked, and the hold as it is under that lock
+    (it may have resolved meanwhile)."""
     found = (await repo.find_holds(conn, [hold_id])).get(hold_id)
     if found is None:
         raise HoldRefused(404, "unknown_hold", f"no hold {hold_id}")
-    account = await _lock(conn, found.hold.clerk_user_id, settings)
-    return account, await _reread(conn, hold_id)
+    books = await _Books.open(conn, await _lock(conn, found.hold.clerk_user_id), hold_id, clock.now())
+    assert books.row is not None
+    return books
 
 
 async def capture(
     conn: asyncpg.Connection, hold_id: str, request: CaptureRequest, settings: Settings, labels: OperationTypes
 ) -> Answer:
     """POST /v1/holds/{id}/capture: charge the usage (a "UsageHistory" row whose id is the
-    hold's), give back the rest; a hold already resolved answers its resolution (200); one past
-    its expiry is released and answers 409 `hold_expired`."""
+    hold's), give back the rest. A hold resolved already answers its resolution (200); one past
+    its expiry is released (if it was not yet) and answers 409 `hold_expired`."""
     async with conn.transaction():
-        account, row = await _locked_hold(conn, hold_id, settings)
-        now = clock.now()
-        hold = row.hold
+        books = await _open_hold(conn, hold_id)
+        row, hold = books.row, books.row.hold  # type: ignore[union-attr]
+        assert row is not None
+        if hold.status == rules.EXPIRED:
+            await books.write(conn)  # its release, if this transaction made it
+            return books.answer(409, error="hold_expired")
         if hold.status != rules.HELD:
-            if hold.status == rules.EXPIRED:
-                raise HoldRefused(409, "hold_expired", f"hold {hold_id} expired at {row.expires_at.isoformat()}")
-            return await _answer(conn, row, now, 200, replayed=True)
-        books = await _Books.open(conn, account, now)
-        if hold_id in books.expired:  # released by _Books.open: it was due
-            await books.write(conn)
-            return await _answer(conn, await _reread(conn, hold_id), now, 409, error="hold_expired")
+            return books.answer(200, replayed=True)
         op = request.operationType or hold.operation_type
         if op is None:
             raise HoldRefused(422, "operation_type_required",
@@ -232,28 +241,28 @@ async def capture(
                               held=hold.credits, requested=used)  # fmt: skip
         if not -INT32_MAX <= books.balance + hold.credits - charged:
             raise HoldRefused(409, "balance_out_of_range", f"balance {books.balance}, capture {charged}")
-        res = rules.capture(books.wallet, hold, charged, now)
-        books.resolve(hold, "capture", res, hold_id, op, rules.CAPTURED, "http", charged, hold_id)
-        details = request.details if request.details is not None else None
-        details_json = compact(details).decode() if details is not None else row.details
-        books.plan.usage_rows.append((hold_id, account.user_id, account.balance_id, op, charged, details_json,
-                                      now.astimezone(UTC).replace(tzinfo=None)))  # fmt: skip
+        res = rules.capture(books.wallet, hold, charged, books.now)
+        books.resolve(row, "capture", res, hold_id, op, rules.CAPTURED, "http", charged, hold_id)
+        books.held -= hold.credits
+        details = compact(request.details).decode() if request.details is not None else row.details
+        books.plan.usage_rows.append((hold_id, hold.user_id, books.account.balance_id, op, charged, details,
+                                      books.now.astimezone(UTC).replace(tzinfo=None)))  # fmt: skip
         await books.write(conn)
-        return await _answer(conn, await _reread(conn, hold_id), now, 200)
+        return books.answer(200)
 
 
 async def release(conn: asyncpg.Connection, hold_id: str, settings: Settings, by: str = "http") -> Answer:
-    """POST /v1/holds/{id}/release (or ops): everything held comes back. A hold already resolved
-    answers its resolution (200)."""
+    """POST /v1/holds/{id}/release (or ops): everything held comes back. A hold resolved already
+    (expired included) answers its resolution (200)."""
     async with conn.transaction():
-        account, row = await _locked_hold(conn, hold_id, settings)
-        now = clock.now()
-        hold = row.hold
-        if hold.status != rules.HELD:
-            return await _answer(conn, row, now, 200, replayed=True)
-        books = await _Books.open(conn, account, now)
-        if hold_id not in books.expired:  # (else _Books.open released it: expired)
-            books.resolve(hold, "release", rules.release(books.wallet, hold, now), hold_id, f"released ({by})",
-                          rules.RELEASED, by)  # fmt: skip
-        await books.write(conn)
-        return await _answer(conn, await _reread(conn, hold_id), now, 200)
+        books = await _open_hold(conn, hold_id)
+        row = books.row
+        assert row is not None
+        if row.hold.status == rules.HELD:
+            books.resolve(row, "release", rules.release(books.wallet, row.hold, books.now), hold_id,
+                          f"released ({by})", rules.RELEASED, by)  # fmt: skip
+            books.held -= row.hold.credits
+            await books.write(conn)
+            return books.answer(200)
+        await books.write(conn)  # what the user's due holds released (this one included, maybe)
+        return books.answer(200, replayed=row.resolved_at is not None and row.resolved_at < books.now)

@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             state.http = client
             if state.settings.database_url is not None:
                 # created lazily: an ingress whose database is down still starts and enqueues
-                state.pool = await db.lazy_pool(state.settings, max_size=state.settings.ingress_pool_max_size)
+                state.pool = await db.request_pool(state.settings, max_size=state.settings.ingress_pool_max_size)
             try:
                 yield
             finally:

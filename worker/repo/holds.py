@@ -33,13 +33,21 @@ def _hold(r: asyncpg.Record) -> Hold:
                 decode(r["allocation"]), r["over_capture"], r["operation_type"])  # fmt: skip
 
 
-async def find_holds(conn: asyncpg.Connection, hold_ids: Sequence[str]) -> dict[str, HoldRow]:
-    rows = await db.fetch(conn, "find_holds", list(hold_ids))
+def _rows(rows: Sequence[asyncpg.Record]) -> dict[str, HoldRow]:
     return {
         r["hold_id"]: HoldRow(_hold(r), r["request_hash"], r["captured"], r["usage_id"], r["resolved_by"],
                               r["details"], r["created_at"], r["expires_at"], r["resolved_at"])  # fmt: skip
         for r in rows
     }
+
+
+async def find_holds(conn: asyncpg.Connection, hold_ids: Sequence[str]) -> dict[str, HoldRow]:
+    return _rows(await db.fetch(conn, "find_holds", list(hold_ids)))
+
+
+async def holds_of_user(conn: asyncpg.Connection, user_id: str, hold_id: str) -> dict[str, HoldRow]:
+    """The hold `hold_id` (whoever's) and the user's open holds (the caller holds the balance)."""
+    return _rows(await db.fetch(conn, "holds_of_user", user_id, hold_id))
 
 
 async def find_due_holds(conn: asyncpg.Connection, user_ids: Sequence[str], now: datetime) -> list[Hold]:
