@@ -251,6 +251,26 @@ async def test_a_usage_naming_its_hold_captures_it_exactly_once(conn, api, setti
     await consistent(conn)
 
 
+async def test_a_usage_captured_over_http_is_refunded_by_the_holds_id(conn, api, settings):
+    await make_user(conn, "u", credits=100)
+    await apply_usage_batch(conn, [adjust_with_expiry("u", 30)], settings)  # spent first (priority 1)
+    assert (await api.post("/v1/holds", json=hold("h", credits=50))).status_code == 201
+    assert (await api.post("/v1/holds/h/capture", json={"credits": 40})).status_code == 200
+    taken = json.loads(await conn.fetchval("SELECT taken::text FROM worker.credit_hold WHERE hold_id = 'h'"))
+    assert [d for _, d in taken] == [-30, -10]  # the promo first, then the legacy grant
+    result = await apply_usage_batch(conn, [refund("u", of="h", id="r1", credits=15)], settings)
+    assert result.outcomes[0].status == APPLIED
+    back = json.loads(await conn.fetchval("SELECT grants::text FROM worker.journal WHERE event_id = 'r1'"))
+    assert [d for _, d in back] == [10, 5]  # last taken first
+    assert await balance(conn, "u") == 130 - 40 + 15
+    await consistent(conn)
+
+
+def adjust_with_expiry(clerk: str, delta: int) -> dict[str, Any]:
+    return {"type": "credits.adjusted", "id": f"promo-{clerk}", "clerkUserId": clerk, "delta": delta,
+            "reason": "promo", "priority": 1, "expiresAt": "2099-01-01T00:00:00Z"}  # fmt: skip
+
+
 async def test_a_late_usage_naming_an_expired_hold_is_a_plain_usage(conn, api, settings):
     await make_user(conn, "u", credits=100)
     assert (await api.post("/v1/holds", json=hold("h", credits=40, ttlSeconds=60))).status_code == 201
