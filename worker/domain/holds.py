@@ -11,8 +11,8 @@ module reads, decides with them, and writes the movements with the ledger's one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
