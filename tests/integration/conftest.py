@@ -22,6 +22,7 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from tests.integration.prisma_client import prisma_reader  # noqa: F401  (fixture)
 from worker import db
 from worker.broker import build_broker
 from worker.embedded import EmbeddedPostgres, EmbeddedRedis

@@ -138,6 +138,19 @@ async def test_a_hold_that_expires_while_the_worker_is_down_is_released_once_it_
     await consistent(conn)
 
 
+async def test_a_prisma_client_read_during_a_hold_shows_the_reduced_balance(conn, api, admin_database_url,
+                                                                             prisma_reader):  # fmt: skip
+    await make_user(conn, "u", credits=100)
+    assert (await api.post("/v1/holds", json=hold("h1", credits=35))).status_code == 201
+    [[during]] = await asyncio.to_thread(prisma_reader.read_many, admin_database_url,
+                                         [{"model": "creditBalance", "where": {"clerkUserId": "u"}}])  # fmt: skip
+    assert during["creditsRemaining"] == 65
+    assert (await api.post("/v1/holds/h1/capture", json={"credits": 20})).status_code == 200
+    [[after]] = await asyncio.to_thread(prisma_reader.read_many, admin_database_url,
+                                        [{"model": "creditBalance", "where": {"clerkUserId": "u"}}])  # fmt: skip
+    assert after["creditsRemaining"] == 80 and after["updatedAt"] > during["updatedAt"]
+
+
 async def test_the_same_hold_id_posted_twice_concurrently_is_one_hold(conn, api):
     await make_user(conn, "u", credits=100)
     answers = await asyncio.gather(*(api.post("/v1/holds", json=hold("h1", credits=30)) for _ in range(8)))
