@@ -8,12 +8,13 @@ SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expi
 FROM worker.credit_hold WHERE hold_id = ANY($1::text[])
 
 -- find_due_holds --
--- The open holds of these users past their expiry (the grant sweep releases them).
--- $1 "User".id values text[], $2 now timestamptz
+-- The open holds of these users past their expiry: released before anything else is decided for
+-- them (the grant sweep, and every usage batch: almost always no row, one index probe per user).
+-- $3 "User".id values, packed (worker/repo/packed.py): $1 separator, $2 NULL marker; $4 now timestamptz
 SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expires_at)::float8 AS expires,
        allocation::text AS allocation, over_capture, operation_type
 FROM worker.credit_hold
-WHERE user_id = ANY($1::text[]) AND status = 'held' AND expires_at <= $2
+WHERE user_id = ANY((string_to_array($3, $1, $2))[2:]) AND status = 'held' AND expires_at <= $4
 ORDER BY expires_at, hold_id
 
 -- holds_of_user --

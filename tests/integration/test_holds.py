@@ -297,6 +297,23 @@ async def test_a_late_usage_naming_an_expired_hold_is_a_plain_usage(conn, api, s
     await consistent(conn)
 
 
+async def test_a_usage_batch_releases_the_users_due_holds_before_it_decides(conn, api, settings):
+    """The sweep may be behind (or have skipped a balance held elsewhere): a debit must not be
+    refused, nor go into debt, for credits an expired hold no longer has a right to."""
+    await make_user(conn, "u", credits=100)
+    assert (await api.post("/v1/holds", json=hold("b", credits=90, ttlSeconds=60))).status_code == 201
+    assert (await api.post("/v1/holds", json=hold("a", credits=5, ttlSeconds=3600))).status_code == 201
+    clock.advance(timedelta(seconds=61))
+    strict = settings.model_copy(update={"overdraft_policy": "reject"})
+    result = await apply_usage_batch(conn, [usage("u", id="plain", credits=50)], strict)
+    assert result.outcomes[0].status == APPLIED
+    assert await movements(conn, "b") == [("hold/b", "hold", -90), ("release/b", "release", 90)]
+    assert await balance(conn, "u") == 100 - 5 - 50
+    assert await conn.fetchval("SELECT count(*) FROM worker.credit_grant WHERE source = 'overdraft'") == 0
+    assert await sweep_due(conn, settings) == (0, 0, 0, False)
+    await consistent(conn)
+
+
 async def test_the_sweep_releases_due_holds_once(conn, api, settings):
     await make_user(conn, "u", credits=100)
     for n in range(3):

@@ -58,9 +58,7 @@ async def settle_due(
     pending: dict[str, list[repo.DueStart]] = {}
     for start in await repo.due_pending_grants(conn, user_ids, now):
         pending.setdefault(start.user_id, []).append(start)
-    due_holds: dict[str, list[hold_rules.Hold]] = {}
-    for hold in await holds_repo.find_due_holds(conn, user_ids, now):
-        due_holds.setdefault(hold.user_id, []).append(hold)
+    due_holds = await holds_repo.due_holds_by_user(conn, user_ids, now)
     expired = started = 0
     states: list[tuple[str, str, datetime | None]] = []
     resolutions: list[tuple] = []

@@ -259,6 +259,9 @@ async def _apply_pass(
         hold_ids = [e.holdId for e in events.values() if type(e) is UsageRecorded and e.holdId is not None]
         holds = await holds_repo.find_holds(conn, hold_ids) if hold_ids else {}
         now = clock.now()
+        # the users' holds past their expiry are released before anything is decided (the sweep
+        # would have; it may be behind, or have skipped a balance held here)
+        due_holds = await holds_repo.due_holds_by_user(conn, sorted(users_left), now) if users_left else {}
         plan = decide(
             list(events.values()),
             accounts=accounts,
@@ -270,6 +273,7 @@ async def _apply_pass(
             now=now,
             grants=grants,
             holds={hold_id: row.hold for hold_id, row in holds.items()},
+            due_holds=due_holds,
         )
         if plan.absorbed:
             # a balance written without the worker (a seed, the app): it opens a legacy grant (or

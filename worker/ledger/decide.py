@@ -119,9 +119,11 @@ class _Decider:
         operation_types: frozenset[str] | None,
         grants: Mapping[str, Sequence[Grant]],
         holds: Mapping[str, Hold],
+        due_holds: Mapping[str, Sequence[Hold]],
     ) -> None:
         self.accounts = accounts
-        self.holds = holds
+        self.holds = dict(holds)  # hold id -> the holds named by the batch's usages, and the due ones
+        self.due_holds = due_holds  # "User".id -> its holds past their expiry
         self.targets = targets
         self.feature_costs = feature_costs
         self.default_costs = default_costs
@@ -165,6 +167,8 @@ class _Decider:
         self.plan.outcomes[event.id] = Outcome(event.id, REJECTED, reason)
 
     def wallet(self, clerk_user_id: str) -> Wallet:
+        """The user's grants; opened with the user's holds past their expiry released (as the
+        sweep would), so no decision counts credits a hold no longer has a right to."""
         wallet = self.plan.wallets.get(clerk_user_id)
         if wallet is None:
             account = self.accounts[clerk_user_id]
@@ -172,7 +176,16 @@ class _Decider:
             if wallet.absorb(account.balance, self.now):
                 self.plan.absorbed += 1
             self.plan.wallets[clerk_user_id] = wallet
+            for hold in self.due_holds.get(account.user_id, ()):
+                self.expire_hold(clerk_user_id, self.holds.setdefault(hold.hold_id, hold))
         return wallet
+
+    def expire_hold(self, clerk_user_id: str, hold: Hold) -> None:
+        if hold.status != hold_rules.HELD:
+            return
+        res = hold_rules.release(self.wallet(clerk_user_id), hold, self.now)
+        self.resolve_hold(clerk_user_id, hold, "release", res, hold.hold_id, "hold expired")
+        self.plan.hold_resolutions.append(hold_rules.resolved(hold, hold_rules.EXPIRED, "expiry", res))
 
     def allowed(self, event: LedgerEvent, delta: int, usable: int | None = None) -> bool:
         """Whether a change by delta keeps to the overdraft policy and INTEGER; rejects if not.
@@ -202,29 +215,29 @@ class _Decider:
         )
         self.plan.outcomes[event.id] = Outcome(event.id, APPLIED)
 
-    def resolve_hold(self, event: UsageRecorded, hold: Hold, kind: str, res: hold_rules.Resolution,
+    def resolve_hold(self, clerk_user_id: str, hold: Hold, kind: str, res: hold_rules.Resolution, reference: str,
                      reason: str) -> None:  # fmt: skip
         """A hold's capture or release movement (and the expiry of what went back to an ended
-        grant) in this event's transaction."""
-        account = self.accounts[event.clerkUserId]
+        grant), in this transaction."""
+        account = self.accounts[clerk_user_id]
         self.plan.openings.setdefault(account.user_id, account.balance)
-        for row in hold_rules.movements(kind, hold, res, event.id, reason):
+        for row in hold_rules.movements(kind, hold, res, reference, reason):
             self.plan.journal_rows.append(row)
-            self.balances[event.clerkUserId] += row[3]
+            self.balances[clerk_user_id] += row[3]
             self.plan.balance_deltas[account.balance_id] = self.plan.balance_deltas.get(account.balance_id, 0) + row[3]
 
     def held(self, event: UsageRecorded) -> Hold | None:
-        """The open hold this usage captures, if any. A hold past its expiry is released here
-        first (the sweep would have): the usage is then a plain usage, as is one whose hold was
-        released, or is unknown, or is another user's."""
+        """The open hold this usage captures, if any. A hold past its expiry is released first
+        (opening the wallet releases the user's due holds; this one, too, if it was not among
+        them): the usage is then a plain usage, as is one whose hold was released, or is
+        unknown, or is another user's."""
         hold = self.holds.get(event.holdId) if event.holdId is not None else None
         if hold is None or hold.clerk_user_id != event.clerkUserId:
             return None
+        self.wallet(event.clerkUserId)
         at = self.now.timestamp()
         if hold.is_due(at):
-            res = hold_rules.release(self.wallet(event.clerkUserId), hold, self.now)
-            self.resolve_hold(event, hold, "release", res, "hold expired")
-            self.plan.hold_resolutions.append(hold_rules.resolved(hold, hold_rules.EXPIRED, "expiry", res))
+            self.expire_hold(event.clerkUserId, hold)
         return hold if hold.is_open(at) or hold.status == hold_rules.CAPTURED else None
 
     def capture(self, event: UsageRecorded, hold: Hold, cost: int) -> tuple[Allocation, int] | None:
@@ -242,7 +255,7 @@ class _Decider:
             self.reject(event, "balance_out_of_range", f"balance {self.balances[event.clerkUserId]}, capture {charged}")
             return None
         res = hold_rules.capture(self.wallet(event.clerkUserId), hold, charged, self.now)
-        self.resolve_hold(event, hold, "capture", res, event.operationType)
+        self.resolve_hold(event.clerkUserId, hold, "capture", res, event.id, event.operationType)
         self.plan.hold_resolutions.append(hold_rules.resolved(hold, hold_rules.CAPTURED, event.id, res, charged, event.id))
         self.plan.outcomes[event.id] = Outcome(event.id, APPLIED)
         return res.taken, charged
@@ -372,12 +385,13 @@ def decide(
     operation_types: frozenset[str] | None = None,
     grants: Mapping[str, Sequence[Grant]] | None = None,
     holds: Mapping[str, Hold] | None = None,
+    due_holds: Mapping[str, Sequence[Hold]] | None = None,
 ) -> Plan:
     """Decide every event (none decided before, all with a known account). Refunds whose usage is in the
     same batch are decided right after that usage, whatever their own timestamps say."""
     decider = _Decider(
         accounts, targets, feature_costs, default_costs, policy, now or datetime.now(UTC), operation_types,
-        grants or {}, holds or {},
+        grants or {}, holds or {}, due_holds or {},
     )
     decider.in_batch_usages = {e.id for e in events if type(e) is UsageRecorded}
     for event in _in_order(events):

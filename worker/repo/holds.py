@@ -9,6 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from .. import db
+from . import packed
 from ..ledger.grants import decode
 from ..ledger.holds import Hold
 
@@ -52,7 +53,15 @@ async def holds_of_user(conn: asyncpg.Connection, user_id: str, hold_id: str) ->
 
 async def find_due_holds(conn: asyncpg.Connection, user_ids: Sequence[str], now: datetime) -> list[Hold]:
     """The open holds of these users past their expiry (the caller holds their balances)."""
-    return [_hold(r) for r in await db.fetch(conn, "find_due_holds", list(user_ids), now)]
+    return [_hold(r) for r in await db.fetch(conn, "find_due_holds", *packed.arguments([user_ids]), now)]
+
+
+async def due_holds_by_user(conn: asyncpg.Connection, user_ids: Sequence[str], now: datetime) -> dict[str, list[Hold]]:
+    """find_due_holds, by "User".id."""
+    due: dict[str, list[Hold]] = {}
+    for hold in await find_due_holds(conn, user_ids, now):
+        due.setdefault(hold.user_id, []).append(hold)
+    return due
 
 
 async def insert_hold(
