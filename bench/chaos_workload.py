@@ -6,6 +6,10 @@ adjustments, plan grants and reversals), row counts per table, and which users e
 Some events are invalid, some are sent twice, and windows of events are shuffled so that
 refunds precede their usage, usage precedes its user's `user.created`, and deletes precede
 their object's create.
+
+Holds (`make_holds`) are planned here too, with what each must end as; the chaos driver places
+them over the credit API while the events flow and captures, releases or leaves them
+(bench/chaos.py), and bench/verify.py checks the end state against this plan.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Workload:
     events: int
     duplicates_sent: int
     seeded_users: list[str]
+    stable_users: list[str]  # seeded users no event deletes: the holds' users
 
 
 class _Generator:
@@ -203,4 +208,118 @@ def make_workload(*, events: int, users: int, chunk: int, seed: int) -> Workload
         j = g.rng.randrange(unique // 2, i + 1)
         stream[i], stream[j] = stream[j], stream[i]
     chunks = [stream[s : s + chunk] for s in range(0, len(stream), chunk)]
-    return Workload(chunks, g.exp, {_key(e) for e in valid}, g.invalid, unique, len(duplicates), g.seeded)
+    live = set(g.active)
+    stable = [u for u in g.seeded if u in live]
+    return Workload(chunks, g.exp, {_key(e) for e in valid}, g.invalid, unique, len(duplicates), g.seeded, stable)
+
+
+# --- holds ----------------------------------------------------------------------------------------
+
+# What the driver does with a hold, and what it must end as:
+#   queue      captured by a `usage.recorded` naming it (published after the 201), charged `used`
+#   twin       two usages (distinct ids, same credits) name it: one captures, the other is
+#              rejected `hold_already_captured`
+#   contested  a usage naming it and the HTTP capture, at once, same credits: one captures (the
+#              other is rejected, or answers the first capture as a replay)
+#   http       captured over HTTP; then a usage naming it is rejected `hold_already_captured`
+#   release    released over HTTP; then a usage naming it is a plain usage
+#   open       left alone, a long ttl: still held at the end (its credits out of the balance)
+#   race       ttl 1 s, captured by a usage: captured, or expired first and the usage is plain
+#   expire     placed while no worker runs, expiring before they are back: released by the sweep
+#              (some then named by a usage, a plain one, or captured over HTTP: 409)
+HOLD_KINDS = {"queue": 0.33, "twin": 0.08, "contested": 0.10, "http": 0.17, "release": 0.12, "open": 0.06, "race": 0.14}
+HOLD_TTL_S = {"queue": 900, "twin": 900, "contested": 900, "http": 900, "release": 900, "open": 3600,
+              "race": 1, "expire": 2}  # fmt: skip
+HOLD_OPERATION = "AI_TEXT_CHAT"
+
+
+@dataclass
+class HoldCase:
+    hold_id: str
+    clerk: str
+    kind: str
+    credits: int  # held
+    used: int  # what the capture charges (capturing kinds)
+    ttl: int
+    captures: list[dict[str, Any]] = field(default_factory=list)  # usages naming it, to capture it
+    after: list[dict[str, Any]] = field(default_factory=list)  # usages naming it once it resolved
+    late_http: str | None = None  # an expire hold: "capture" (answers 409 hold_expired) or "release"
+    http_credits: bool = True  # an HTTP capture sends {"credits": used} (else none: the whole hold)
+    twice: bool = False  # its capture usage is published twice (the same event)
+    in_blackout: bool = False  # placed while no worker runs
+    # filled in by the driver
+    placed: bool = False
+    expires_at: float | None = None  # epoch seconds, as the API answered
+    notes: list[str] = field(default_factory=list)  # unexpected answers to its requests
+
+    def request(self) -> dict[str, Any]:
+        return {"id": self.hold_id, "clerkUserId": self.clerk, "credits": self.credits,
+                "operationType": HOLD_OPERATION, "ttlSeconds": self.ttl, "details": {"chaos": self.kind}}  # fmt: skip
+
+
+@dataclass
+class HoldPlan:
+    cases: list[HoldCase]  # placed over the publish window, in order
+    blackout: list[HoldCase]  # placed while no worker runs (expire holds, and queue holds)
+    quiet_users: list[str]  # only the expire holds use them (nothing else of the driver's touches them)
+
+    @property
+    def all(self) -> list[HoldCase]:
+        return self.cases + self.blackout
+
+
+def make_holds(*, holds: int, users: list[str], seed: int) -> HoldPlan:
+    """`holds` holds over the publish window and a tenth as many (at least 8) expire holds (and
+    a few queue holds) placed while no worker runs, on `users` (which no event deletes)."""
+    rng = random.Random(seed * 31 + 5)
+    quiet = users[: max(2, len(users) // 10)]
+    busy = users[len(quiet) :] or users
+    n = 0
+
+    def usage(clerk: str, hold_id: str, credits: int) -> dict[str, Any]:
+        nonlocal n
+        n += 1
+        return {"type": "usage.recorded", "id": f"use-hold-{seed}-{n}", "clerkUserId": clerk,
+                "operationType": rng.choice(["AI_TEXT_CHAT", "AI_IMAGE_GENERATION"]), "credits": credits,
+                "holdId": hold_id, "details": {"hold": hold_id},
+                "occurredAt": (T0 + timedelta(days=1, milliseconds=n)).isoformat()}  # fmt: skip
+
+    def case(kind: str, clerk: str) -> HoldCase:
+        nonlocal n
+        n += 1
+        credits = rng.randint(1, 50)
+        c = HoldCase(f"hold-{seed}-{n}", clerk, kind, credits, rng.randint(0, credits + 10), HOLD_TTL_S[kind])
+        if kind in ("queue", "race", "contested"):
+            c.captures = [usage(clerk, c.hold_id, c.used)]
+            c.twice = kind == "queue" and rng.random() < 0.25
+        elif kind == "twin":
+            c.captures = [usage(clerk, c.hold_id, c.used) for _ in range(2)]
+        elif kind in ("http", "release"):
+            c.after = [usage(clerk, c.hold_id, rng.randint(1, 20))]
+            c.http_credits = kind != "http" or rng.random() < 0.75
+            if not c.http_credits:
+                c.used = credits
+        if kind in ("release", "open", "expire"):
+            c.used = 0
+        return c
+
+    kinds, weights = list(HOLD_KINDS), list(HOLD_KINDS.values())
+    cases = [case(rng.choices(kinds, weights)[0], rng.choice(busy)) for _ in range(holds)]
+    blackout = []
+    for i in range(max(8, holds // 10)):
+        c = case("expire", quiet[i % len(quiet)])
+        c.in_blackout = True
+        # the first quiet user's expire holds are named again once the workers are back (a usage,
+        # or an HTTP capture / release); the others' are left to the sweep alone
+        if c.clerk == quiet[0]:
+            step = i // len(quiet) % 3
+            if step == 0:
+                c.after = [usage(c.clerk, c.hold_id, rng.randint(1, 20))]
+            else:
+                c.late_http = "capture" if step == 1 else "release"
+        blackout.append(c)
+    for _ in range(max(3, holds // 30)):  # captured once the workers are back: a kill between hold and capture
+        c = case("queue", rng.choice(busy))
+        c.in_blackout = True
+        blackout.append(c)
+    return HoldPlan(cases, blackout, quiet)

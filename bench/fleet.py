@@ -1,4 +1,5 @@
-"""Real worker processes for the end-to-end paths, and the bench's side of the queue.
+"""Real worker processes for the end-to-end paths, and the bench's side of the queue; a real
+ingress process for the credit API (the chaos run's holds).
 
 A fleet is `python -m dramatiq <module> --processes P --threads T` (what `pedro-worker worker`
 runs) with DATABASE_URL / REDIS_URL and a fresh Redis namespace in its environment. It is ready
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+import httpx
 import psutil
 from pydantic import SecretStr
 
@@ -197,3 +200,65 @@ class Fleet:
             self._check_alive()
             time.sleep(_POLL_S)
         return time.monotonic() - started
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class IngressProcess:
+    """`pedro-worker ingress` (uvicorn, the credit API and POST /v1/events) in its own process
+    group, on a free local port, accepting one bearer token. `env` carries DATABASE_URL,
+    REDIS_URL and the Redis namespace, as a worker's does."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, token: str, host: str = "127.0.0.1") -> None:
+        self.port = free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.env = {**env, "PEDRO_INGRESS_HOST": host, "PEDRO_INGRESS_PORT": str(self.port),
+                    "PEDRO_API_TOKENS": token}  # fmt: skip
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 30) -> IngressProcess:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "ingress"],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise FleetError(f"the ingress exited (code {self.proc.returncode})")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise FleetError(f"the ingress did not answer /healthz within {timeout_s:.0f}s")
+
+    def kill(self) -> None:
+        """kill -9 of its process group (requests in flight are lost; their transactions roll back)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout_s: float = 15) -> None:
+        """SIGTERM (uvicorn finishes in-flight requests), SIGKILL to its group if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def __enter__(self) -> IngressProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
