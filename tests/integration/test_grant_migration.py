@@ -76,6 +76,7 @@ async def test_0010_turns_every_balance_into_one_grant(empty_database_url):
         assert await conn.fetch(JOURNAL) == journal
         assert await conn.fetchval("SELECT count(grants) FROM worker.journal") == 0
 
+        await migrate(conn, migrations=migrations)  # the later ones too: reconcile reads worker.credit_hold (0011)
         result = await reconcile(conn, page_size=7)
         assert result.drift == [] and result.without_grants == []
         assert result.checked == 45 and result.grants_checked == 60

@@ -314,6 +314,23 @@ async def test_a_usage_batch_releases_the_users_due_holds_before_it_decides(conn
     await consistent(conn)
 
 
+async def test_the_balance_read_counts_an_overdue_hold_as_the_sweep_will_leave_it(conn, api, settings):
+    await make_user(conn, "u", credits=0)
+    promo = {**adjust_with_expiry("u", 50), "expiresAt": (clock.now() + timedelta(seconds=60)).isoformat()}
+    assert (await apply_usage_batch(conn, [promo], settings)).outcomes[0].status == APPLIED
+    assert (await api.post("/v1/holds", json=hold("h", credits=20, ttlSeconds=30))).status_code == 201
+    clock.advance(timedelta(seconds=45))  # the hold is past its expiry, its grant is not
+    assert (await api.get("/v1/users/u/balance")).json()["available"] == 50
+    clock.advance(timedelta(seconds=30))  # both past: the held credits go back to an ended grant
+    shown = (await api.get("/v1/users/u/balance")).json()
+    assert (shown["remaining"], shown["held"], shown["available"]) == (50, 0, 0)
+    refused = await api.post("/v1/holds", json=hold("h2", credits=1))
+    assert refused.status_code == 402 and refused.json()["available"] == 0
+    await sweep_due(conn, settings)
+    assert await balance(conn, "u") == 0
+    await consistent(conn)
+
+
 async def test_the_sweep_releases_due_holds_once(conn, api, settings):
     await make_user(conn, "u", credits=100)
     for n in range(3):

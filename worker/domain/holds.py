@@ -20,7 +20,7 @@ import asyncpg
 
 from .. import clock
 from ..codec import compact
-from ..credit_api import BalanceView, CaptureRequest, HoldAnswer, HoldRequest, HoldView
+from ..credit_api import BalanceView, CaptureRequest, HoldAnswer, HoldRequest, HoldView, UserBalanceView
 from ..errors import WorkerError
 from ..events import INT32_MAX
 from ..ledger import holds as rules
@@ -119,11 +119,22 @@ async def _lock(conn: asyncpg.Connection, clerk_user_id: str) -> Account:
     return account
 
 
-def balance_view(b: repo.UserBalance) -> BalanceView:
-    """A balance read without the lock: holds past their expiry count as released already (the
-    sweep is on its way)."""
-    remaining = b.remaining + b.overdue
-    return BalanceView(remaining=remaining, held=b.held, available=max(0, min(remaining, b.usable + b.overdue)))
+async def read_balance(conn: asyncpg.Connection, clerk_user_id: str, now: datetime) -> UserBalanceView | None:
+    """A user's balance read without the lock (GET …/balance): holds past their expiry count as
+    released already, as the sweep will leave them (their credits back in their grants: what
+    goes back to a grant past its own expiry is not available)."""
+    b = await repo.user_balance(conn, clerk_user_id, now)
+    if b is None:
+        return None
+    available = max(0, min(b.remaining, b.usable))
+    if b.overdue:
+        grants = (await ledger_repo.find_live_grants(conn, [b.user_id])).get(b.user_id, [])
+        wallet = Wallet.read(b.user_id, grants)
+        wallet.absorb(b.remaining, now)
+        for hold in await repo.find_due_holds(conn, [b.user_id], now):
+            rules.release(wallet, hold, now)
+        available = rules.available(b.remaining + b.overdue, wallet, now)
+    return UserBalanceView(remaining=b.remaining + b.overdue, held=b.held, available=available, waiting=b.waiting)
 
 
 def hold_view(row: repo.HoldRow) -> HoldView:

@@ -29,10 +29,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .. import clock
-from ..credit_api import CaptureRequest, HoldRequest, Movement, MovementsPage, UserBalanceView
+from ..credit_api import CaptureRequest, HoldRequest, Movement, MovementsPage
 from ..domain import holds
 from ..events import ClerkUserId, EventId, describe_validation_error
 from ..repo import holds as repo
+from ..repo import users as users_repo
 from .auth import require_bearer
 from .context import Ingress, ingress
 from .http import HttpError, error_response, json_response, log, parse_json, read_body
@@ -110,10 +111,10 @@ async def get_hold(request: Request) -> JSONResponse:
         row = (await repo.find_holds(conn, [hold_id])).get(hold_id)
         if row is None:
             raise HttpError(404, "unknown_hold", f"no hold {hold_id}")
-        balance = await repo.user_balance(conn, row.hold.clerk_user_id, clock.now())
+        balance = await holds.read_balance(conn, row.hold.clerk_user_id, clock.now())
         assert balance is not None
         return json_response(request, {"hold": holds.hold_view(row).model_dump(mode="json"),
-                                       "balance": holds.balance_view(balance).model_dump(mode="json")})  # fmt: skip
+                                       "balance": balance.model_dump(exclude={"waiting"})})  # fmt: skip
 
     return await _run(request, work)
 
@@ -144,11 +145,10 @@ async def get_balance(request: Request) -> JSONResponse:
     clerk = _path_id(request, "clerk_user_id")
 
     async def work(conn: asyncpg.Connection) -> JSONResponse:
-        found = await repo.user_balance(conn, clerk, clock.now())
+        found = await holds.read_balance(conn, clerk, clock.now())
         if found is None:
             raise HttpError(404, "unknown_user", f"no user {clerk}")
-        view = holds.balance_view(found)
-        return json_response(request, UserBalanceView(**view.model_dump(), waiting=found.waiting).model_dump())
+        return json_response(request, found.model_dump())
 
     return await _run(request, work)
 
@@ -176,10 +176,10 @@ async def get_movements(request: Request) -> JSONResponse:
     limit = int(limit_text)
 
     async def work(conn: asyncpg.Connection) -> JSONResponse:
-        found = await repo.user_balance(conn, clerk, clock.now())
-        if found is None:
+        user_id = await users_repo.find_user_id(conn, clerk)
+        if user_id is None:
             raise HttpError(404, "unknown_user", f"no user {clerk}")
-        rows = await repo.user_movements(conn, found.user_id, limit + 1, after)
+        rows = await repo.user_movements(conn, user_id, limit + 1, after)
         page = [Movement(id=r["event_id"], kind=r["kind"], credits=r["delta"], reference=r["reference"],
                          reason=r["reason"], at=r["created_at"]) for r in rows[:limit]]  # fmt: skip
         more = len(rows) > limit
