@@ -178,9 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconcile", help="check every balance against its journal; exit 1 on drift")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("user", help="one user: balance, debt, grants, movements and why, waiting events")
+    p = sub.add_parser("user", help="one user: balance, debt, grants, holds, movements and why, waiting events")
     user = p.add_subparsers(dest="user_command", required=True)
-    c = user.add_parser("show", help="balance, grants, movements (newest first, paged), waiting events")
+    c = user.add_parser("show", help="balance, grants, holds, movements (newest first, paged), waiting events")
     c.add_argument("clerk_user_id", metavar="CLERK_ID")
     c.add_argument("--limit", type=_positive_int, default=20, help="movements per page (default 20)")
     c.add_argument("--cursor", help="the next page: as printed under the previous one")
@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .ops.billing_cli import add_command as add_billing_command
 
     add_billing_command(sub)  # billing show|regrant
+
+    from .ops.holds_cli import add_command as add_holds_command
+
+    add_holds_command(sub)  # holds list|show|release
 
     p = sub.add_parser("schema", help="print (or write) the events' JSON Schema")
     p.add_argument("--out", help=f"file to write, e.g. {ROOT / 'docs' / 'events.schema.json'}")
@@ -257,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
             from .ops.billing_cli import run as run_billing_command
 
             return run_billing_command(args, settings)
+        if args.command == "holds":
+            from .ops.holds_cli import run as run_holds_command
+
+            return run_holds_command(args, settings)
         if args.command in ("dlq", "stats", "replay"):
             from .ops.commands import run as run_ops_command
 

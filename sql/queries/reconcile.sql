@@ -149,3 +149,116 @@ SELECT count(*) FROM (
     UNION SELECT user_id FROM worker.balance_opening
     UNION SELECT user_id FROM worker.credit_grant WHERE state = 'live'
 ) u
+
+-- find_hold_drift --
+-- One page of the holds check (docs/ledger.md, "Journal and reconcile"), in hold id order: every
+-- hold whose journal disagrees with its row. A hold's movements are `hold/<id>` (kind hold, the
+-- hold's user, delta -credits) and then, by status:
+--   held                nothing else
+--   captured            `capture/<id>` (kind capture), the two summing to -captured, and the
+--                       "UsageHistory" row usage_id with creditsUsed = captured
+--   released, expired   `release/<id>` (kind release), the two summing to 0
+-- (`expire/capture/<id>`, `expire/release/<id>`: credits back to an ended grant expiring, are the
+-- grants check's.) One row per hold found: expected = what its movements should sum to, actual =
+-- what they sum to (NULL: none found), detail = every disagreement, in words. Movements and
+-- usages are looked up by key (primary keys), so a page costs the same however long the journal.
+-- Always one row at least: page_last / page_size as in find_balance_drift, hold_id NULL when the
+-- page had no finding.
+-- $1 after hold id text ('' for the first page), $2 page size int
+WITH page AS (
+    SELECT hold_id, user_id, clerk_user_id, credits, status, captured, usage_id
+    FROM worker.credit_hold WHERE hold_id > $1 ORDER BY hold_id LIMIT $2
+), moves AS (
+    SELECT event_id, user_id, kind, delta FROM worker.journal
+    WHERE event_id = ANY (ARRAY(SELECT k || p.hold_id FROM page p
+                                CROSS JOIN unnest(ARRAY['hold/', 'capture/', 'release/']) k))
+), usages AS (
+    SELECT id, "creditsUsed" AS used FROM "UsageHistory"
+    WHERE id = ANY (ARRAY(SELECT usage_id FROM page WHERE usage_id IS NOT NULL))
+), checked AS (
+    SELECT p.hold_id, p.user_id, p.clerk_user_id,
+           CASE p.status WHEN 'held' THEN -p.credits WHEN 'captured' THEN -p.captured ELSE 0 END
+               ::bigint AS expected,
+           CASE WHEN coalesce(h.event_id, c.event_id, r.event_id) IS NOT NULL
+                THEN (coalesce(h.delta, 0) + coalesce(c.delta, 0) + coalesce(r.delta, 0))::bigint
+           END AS actual,
+           concat_ws('; ',
+               CASE WHEN h.event_id IS NULL THEN 'no movement hold/' || p.hold_id
+                    WHEN h.delta <> -p.credits
+                    THEN 'hold/' || p.hold_id || ' moved ' || h.delta || ', the hold is of ' || p.credits
+               END,
+               CASE WHEN p.status = 'captured' AND c.event_id IS NULL
+                    THEN 'captured, but no movement capture/' || p.hold_id
+                    WHEN p.status <> 'captured' AND c.event_id IS NOT NULL
+                    THEN p.status || ', but a movement capture/' || p.hold_id
+               END,
+               CASE WHEN p.status IN ('released', 'expired') AND r.event_id IS NULL
+                    THEN p.status || ', but no movement release/' || p.hold_id
+                    WHEN p.status NOT IN ('released', 'expired') AND r.event_id IS NOT NULL
+                    THEN p.status || ', but a movement release/' || p.hold_id
+               END,
+               CASE WHEN h.kind <> 'hold' OR h.user_id <> p.user_id
+                    THEN h.event_id || ' is a ' || h.kind || ' movement of user ' || h.user_id END,
+               CASE WHEN c.kind <> 'capture' OR c.user_id <> p.user_id
+                    THEN c.event_id || ' is a ' || c.kind || ' movement of user ' || c.user_id END,
+               CASE WHEN r.kind <> 'release' OR r.user_id <> p.user_id
+                    THEN r.event_id || ' is a ' || r.kind || ' movement of user ' || r.user_id END,
+               CASE WHEN p.status = 'captured' AND u.id IS NULL
+                    THEN 'no "UsageHistory" row ' || p.usage_id
+                    WHEN p.status = 'captured' AND u.used IS DISTINCT FROM p.captured
+                    THEN '"UsageHistory" ' || p.usage_id || ' used ' || u.used || ', the hold captured '
+                         || coalesce(p.captured::text, 'nothing')
+               END
+           ) AS detail
+    FROM page p
+    LEFT JOIN moves h ON h.event_id = 'hold/' || p.hold_id
+    LEFT JOIN moves c ON c.event_id = 'capture/' || p.hold_id
+    LEFT JOIN moves r ON r.event_id = 'release/' || p.hold_id
+    LEFT JOIN usages u ON u.id = p.usage_id
+), found AS (
+    SELECT hold_id, user_id, clerk_user_id, expected, actual,
+           CASE WHEN actual IS DISTINCT FROM expected
+                THEN concat_ws('; ', nullif(detail, ''), 'its movements net '
+                               || coalesce(actual::text, 'nothing') || ', the row says '
+                               || coalesce(expected::text, 'nothing'))
+                ELSE detail END AS detail
+    FROM checked
+    WHERE detail <> '' OR actual IS DISTINCT FROM expected
+)
+SELECT s.page_last, s.page_size, d.hold_id, d.user_id, d.clerk_user_id, d.expected, d.actual,
+       d.detail
+FROM (SELECT max(hold_id) AS page_last, count(*) AS page_size FROM page) s
+LEFT JOIN found d ON true
+ORDER BY d.hold_id
+
+-- find_orphan_hold_movements --
+-- Hold movements (kinds hold, capture, release) whose hold has no worker.credit_hold row: what
+-- find_hold_drift, paging over the rows, cannot see. One row per hold id named (the key's last
+-- word), as find_hold_drift's: expected NULL (no row says anything), actual what they sum to.
+-- One pass over the journal. No parameters.
+SELECT m.hold_id, m.user_id, cb."clerkUserId" AS clerk_user_id, NULL::bigint AS expected,
+       m.actual, 'no worker.credit_hold row, but ' || m.keys AS detail
+FROM (
+    SELECT substr(j.event_id, strpos(j.event_id, '/') + 1) AS hold_id, j.user_id,
+           sum(j.delta)::bigint AS actual, string_agg(j.event_id, ', ' ORDER BY j.event_id) AS keys
+    FROM worker.journal j
+    WHERE j.kind IN ('hold', 'capture', 'release')
+      AND NOT EXISTS (SELECT 1 FROM worker.credit_hold h
+                      WHERE h.hold_id = substr(j.event_id, strpos(j.event_id, '/') + 1))
+    GROUP BY 1, 2
+) m
+LEFT JOIN "CreditBalance" cb ON cb."userId" = m.user_id
+ORDER BY m.hold_id, m.user_id
+
+-- find_overdue_holds --
+-- Holds still held although they expired before $1 (reconcile passes now - 5 minutes): not
+-- drift — their journal agrees with them — but the grant sweep has not released them (is it
+-- running?). A range scan of credit_hold_due_idx. $1 expired before timestamptz
+SELECT hold_id, user_id, clerk_user_id, credits, expires_at
+FROM worker.credit_hold
+WHERE status = 'held' AND expires_at < $1
+ORDER BY expires_at, hold_id
+
+-- count_holds --
+-- How many holds the holds check pages over. No parameters.
+SELECT count(*) FROM worker.credit_hold

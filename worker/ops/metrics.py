@@ -11,7 +11,7 @@ whole cluster. Its families keep dramatiq's names and labels (`dramatiq_messages
 `dramatiq_messages_inprogress`), so dashboards written for that middleware keep working; the
 ledger's own families are `pedro_*`. Waiting events (`pedro_waiting_*`) live in PostgreSQL:
 the web process reads them at scrape time too (`WaitingCollector`), as it reads the credits
-about to expire (`CreditExpiryCollector`).
+about to expire (`CreditExpiryCollector`) and the credit holds (`HoldsCollector`).
 """
 
 from __future__ import annotations
@@ -264,16 +264,58 @@ class CreditExpiryCollector(Collector):
             yield gauge
 
 
+class HoldsCollector(Collector):
+    """Credit holds, read from PostgreSQL at scrape time (worker/ops/holds.py): the partial
+    indexes of open and of resolved holds. `pedro_holds_overdue` counts holds past their expiry
+    that no sweep has released: it stays at 0 while the grant sweep runs (alert on it staying
+    above 0, or on `pedro_holds_overdue_oldest_seconds`). No family when the read failed
+    (`pedro_postgres_up` already says so)."""
+
+    def __init__(self, view: dict[str, Any]) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        if "error" in self.view:
+            return
+        v = self.view
+        for name, doc, value in (
+            ("pedro_holds_open", "Holds placed and not resolved yet (overdue ones included).",
+             v["open"]["holds"]),
+            ("pedro_holds_open_credits", "Credits open holds keep out of the balances.",
+             v["open"]["credits"]),
+            ("pedro_holds_overdue", "Open holds past their expiry that no sweep has released yet.",
+             v["overdue"]["holds"]),
+            ("pedro_holds_overdue_oldest_seconds",
+             "How long the earliest-expired overdue hold has been past its expiry (0: none).",
+             v["overdue"]["oldest_s"] or 0),
+            ("pedro_holds_expired_24h", "Holds that expired (released unused) in the last 24 hours.",
+             v["resolved_24h"]["expired"]["holds"]),
+        ):  # fmt: skip
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], value)
+            yield gauge
+        resolved = GaugeMetricFamily(
+            "pedro_holds_resolved_24h",
+            "Holds resolved in the last 24 hours, per status: captured, released, expired.",
+            labels=["status"],
+        )
+        for status, r in v["resolved_24h"].items():
+            resolved.add_metric([status], r["holds"])
+        yield resolved
+
+
 def render_metrics(
     reader: StatsReader, waiting: dict[str, Any] | None = None,
-    credits: dict[str, Any] | None = None,
+    credits: dict[str, Any] | None = None, holds: dict[str, Any] | None = None,
 ) -> bytes:  # fmt: skip
-    """`waiting`: `ops.waiting.waiting_view`, `credits`: `ops.grants.expiry_view` (None without a
-    DATABASE_URL: no waiting or credit families)."""
+    """`waiting`: `ops.waiting.waiting_view`, `credits`: `ops.grants.expiry_view`, `holds`:
+    `ops.holds.holds_view` (None without a DATABASE_URL: no waiting, credit or hold families)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisStatsCollector(reader))
     if waiting is not None:
         registry.register(WaitingCollector(waiting))
     if credits is not None:
         registry.register(CreditExpiryCollector(credits))
+    if holds is not None:
+        registry.register(HoldsCollector(holds))
     return generate_latest(registry)

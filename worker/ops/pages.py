@@ -61,6 +61,11 @@ DASHBOARD = Template(
       <span class="muted" id="credits-summary"></span></h2>
     <div id="credits-expiry" class="ledger"></div>
   </section>
+  <section class="card" id="holds-panel">
+    <h2>Holds <span class="muted">credits set aside for AI calls in progress</span>
+      <span class="muted" id="holds-summary"></span></h2>
+    <div id="holds" class="ledger"></div>
+  </section>
   <section class="card">
     <h2>Dead letters <span class="muted" id="dlq-count"></span></h2>
     <div class="toolbar">

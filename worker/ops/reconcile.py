@@ -1,7 +1,11 @@
 """Reconcile, page by page: every tracked balance == opening + Σ journal movements (drift kind
 `balance`); every balance == Σ remaining of its live grants (`grants`); every grant == its opening
-+ what the journal moved in or out of it (`grant`). Balances the worker has not touched yet (no
-grant, no opening) are listed apart, not as drift.
++ what the journal moved in or out of it (`grant`); every hold == its journal movements (`hold`:
+held, `hold/<id>` of -credits alone; captured, with `capture/<id>` netting -captured and its
+"UsageHistory" row; released or expired, with `release/<id>` netting 0). Balances the worker has
+not touched yet (no grant, no opening) are listed apart, not as drift; so are holds still held
+more than `OVERDUE_AFTER` past their expiry (`hold_overdue`: the grant sweep has not released
+them — is it running?).
 
 `pedro-worker reconcile` shows a progress bar and ends with a summary; the web process runs the
 same check in the background every `ops_reconcile_interval_s` (one instance at a time, through
@@ -16,33 +20,41 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import redis
 
-from .. import db
+from .. import clock, db
 from ..logs import get_logger
 from ..repo.reconcile import (
     WITHOUT_GRANTS,
     Drift,
     count_grant_checked_users,
+    count_holds,
     count_tracked_balances,
+    find_overdue_holds,
     iter_balance_drift,
     iter_grant_drift,
+    iter_hold_drift,
 )
 from ..settings import Settings
 from .keys import Keys
 
 log = get_logger("pedro.ops.reconcile")
 
+OVERDUE_AFTER = timedelta(minutes=5)  # a hold held this long past its expiry is reported
+
 
 @dataclass
 class ReconcileReport:
     checked: int = 0  # balances checked against their journal
     grants_checked: int = 0  # users whose balance and grants were checked
+    holds_checked: int = 0  # holds checked against their journal
     drift: list[Drift] = field(default_factory=list)  # every kind
     without_grants: list[Drift] = field(default_factory=list)
+    overdue_holds: list[Drift] = field(default_factory=list)  # not drift
     seconds: float = 0.0
 
     def drift_kinds(self) -> dict[str, int]:
@@ -55,6 +67,8 @@ class ReconcileReport:
             "drift_kinds": self.drift_kinds(),
             "grants_checked": self.grants_checked,
             "without_grants": len(self.without_grants),
+            "holds_checked": self.holds_checked,
+            "holds_overdue": len(self.overdue_holds),
             "seconds": round(self.seconds, 3),
             "at_ms": int(time.time() * 1000),
             "source": source,
@@ -80,6 +94,12 @@ async def reconcile(
             (report.without_grants if d.kind == WITHOUT_GRANTS else report.drift).append(d)
         if on_progress is not None:
             on_progress(checked)
+    async for checked, found in iter_hold_drift(conn, page_size):
+        report.holds_checked += checked
+        report.drift += found
+        if on_progress is not None and checked:
+            on_progress(checked)
+    report.overdue_holds = await find_overdue_holds(conn, clock.now(), OVERDUE_AFTER)
     report.seconds = time.monotonic() - started
     return report
 
@@ -94,8 +114,9 @@ async def run_command(settings: Settings, *, as_json: bool, page_size: int = 5_0
 
     conn = await db.connect(settings.require_database_url())
     try:
-        total = await count_tracked_balances(conn) + await count_grant_checked_users(conn)
-        with progress(total=total, desc="reconcile", unit="balance") as bar:
+        total = (await count_tracked_balances(conn) + await count_grant_checked_users(conn)
+                 + await count_holds(conn))  # fmt: skip
+        with progress(total=total, desc="reconcile", unit="row") as bar:
             report = await reconcile(conn, page_size=page_size, on_progress=bar.update)
     finally:
         await conn.close()
@@ -115,8 +136,10 @@ async def run_command(settings: Settings, *, as_json: bool, page_size: int = 5_0
                 {
                     "checked": report.checked,
                     "grants_checked": report.grants_checked,
+                    "holds_checked": report.holds_checked,
                     "drift": [d.__dict__ for d in report.drift],
                     "without_grants": [d.__dict__ for d in report.without_grants],
+                    "overdue_holds": [d.__dict__ for d in report.overdue_holds],
                     "seconds": round(report.seconds, 3),
                 }
             )
@@ -124,14 +147,20 @@ async def run_command(settings: Settings, *, as_json: bool, page_size: int = 5_0
     else:
         for d in report.drift:
             print(_drift_line(d))
+        for d in report.overdue_holds:
+            print(_drift_line(d, "OVERDUE"))
         print(_summary_line(report))
     return bool(report.drift)
 
 
-def _drift_line(d: Drift) -> str:
-    line = (f"DRIFT user={d.user_id} clerkUserId={d.clerk_user_id} expected={d.expected} "
+def _drift_line(d: Drift, what: str = "DRIFT") -> str:
+    line = (f"{what} user={d.user_id} clerkUserId={d.clerk_user_id} expected={d.expected} "
             f"actual={d.actual} kind={d.kind}")  # fmt: skip
-    return line if d.grant_id is None else f"{line} grant={d.grant_id}"
+    if d.grant_id is not None:
+        line += f" grant={d.grant_id}"
+    if d.hold_id is not None:
+        line += f" hold={d.hold_id}"
+    return line if d.detail is None else f"{line}: {d.detail}"
 
 
 def _summary_line(report: ReconcileReport) -> str:
@@ -141,6 +170,10 @@ def _summary_line(report: ReconcileReport) -> str:
     line += f"; grants of {report.grants_checked} users checked"
     if report.without_grants:
         line += f", {len(report.without_grants)} balances without grants (not touched yet)"
+    line += f"; {report.holds_checked} holds checked"
+    if report.overdue_holds:
+        line += (f", {len(report.overdue_holds)} held over {int(OVERDUE_AFTER.total_seconds() // 60)} min "
+                 "past their expiry (not drift: the grant sweep has not released them)")  # fmt: skip
     return f"{line} ({report.seconds:.1f}s)"
 
 

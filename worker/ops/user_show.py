@@ -1,11 +1,12 @@
-"""`pedro-worker user show CLERK_ID`: one user's balance, its grants, why it moved, and what
-still waits.
+"""`pedro-worker user show CLERK_ID`: one user's balance, its grants and holds, why it moved, and
+what still waits.
 
 Movements come newest first, a page at a time: keyset pagination on (created_at, event_id), so
 a page costs the same however deep it is and a movement written meanwhile never shifts the
 next page. The cursor printed under a page is the last movement's key, opaque to the operator.
 The grants (worker/ops/grants.py) are the live ones in burn order, the pending ones and the last
-few that ended. The email is masked as the logs mask it; everything else is what the tables hold.
+few that ended; the holds (worker/ops/holds.py) the open ones and the last few resolved. The
+email is masked as the logs mask it; everything else is what the tables hold.
 
 Exit codes: 0 shown, 1 no such user (its waiting events are still shown: they may be what an
 operator is looking for), 2 usage error (a bad --cursor).
@@ -32,6 +33,7 @@ from ..repo.accounts import (
 from ..repo.waiting_ops import list_waiting
 from ..settings import Settings
 from . import grants as grants_ops
+from . import holds as holds_ops
 from .text import cell, format_age, utc_time
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
@@ -67,10 +69,11 @@ async def user_view(
     account = await find_user_account(conn, clerk_user_id)
     now = clock.now()
     movements: list[Movement] = []
-    grants = None
+    grants = holds = None
     if account is not None:
         movements = await list_user_movements(conn, account.user_id, after, limit + 1)
         grants = await grants_ops.user_grants(conn, account.user_id, now)
+        holds = await holds_ops.user_holds(conn, account.user_id, now)
     page, more = movements[:limit], len(movements) > limit
     waiting, waiting_total = await list_waiting(conn, clerk_user_id=clerk_user_id, limit=limit)
     return {
@@ -83,6 +86,7 @@ async def user_view(
         "balance": None if account is None else account.balance,
         "debt": None if account is None else account.debt,
         "grants": grants,
+        "holds": holds,
         "movements": [_movement(m) for m in page],
         "next_cursor": encode_cursor(page[-1]) if more else None,
         "waiting": [_waiting(w, now) for w in waiting],
@@ -119,6 +123,8 @@ def text_lines(view: dict[str, Any], *, limit: int) -> list[str]:
             lines.append(f"debt      {view['debt']}  (the next credits given pay it first)")
         lines.append("")
         lines += grants_ops.text_lines(view["grants"])
+        lines.append("")
+        lines += holds_ops.text_lines(view["holds"])
         lines.append("")
         lines.append("movements (newest first)")
         if view["movements"]:

@@ -3,9 +3,9 @@
 `ops_routes(settings)` gives `Mount("/ops", …)` (page, login, JSON API, dead-letter and waiting
 actions, static files) and `Route("/metrics", …)`; the ingress adds them to its app, and
 `create_app` serves them alone. Redis calls are blocking (the same code serves the CLI), so they
-run in Starlette's thread pool; the waiting events (worker/ops/waiting.py) and the credits
-expiring or expired (worker/ops/grants.py) are read from PostgreSQL, each on a short connection
-of its own, side by side.
+run in Starlette's thread pool; the waiting events (worker/ops/waiting.py), the credits
+expiring or expired (worker/ops/grants.py) and the credit holds (worker/ops/holds.py) are read
+from PostgreSQL, each on a short connection of its own, side by side.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from . import pages
 from .auth import SESSION_COOKIE, SESSION_TTL_S, OpsAuth, Principal
 from .dlq import DeadLetter, DeadLetters
 from .grants import expiry_view
+from .holds import holds_view
 from .metrics import CONTENT_TYPE_LATEST, render_metrics
 from .reconcile import BackgroundReconcile
 from .stats import StatsReader, overview
@@ -195,9 +196,10 @@ class OpsApp:
         except redis.RedisError as exc:
             return _redis_down(exc)
         self.reconciler.maybe_start(self.client, view["ledger"]["reconcile"])
-        view["waiting"], view["credits"] = await asyncio.gather(
-            waiting_view(self.settings, oldest=OLDEST_SHOWN), expiry_view(self.settings)
-        )
+        view["waiting"], view["credits"], view["holds"] = await asyncio.gather(
+            waiting_view(self.settings, oldest=OLDEST_SHOWN), expiry_view(self.settings),
+            holds_view(self.settings),
+        )  # fmt: skip
         return _json(view)
 
     def _overview(self, queue: str | None, reason: str | None) -> dict[str, Any]:
@@ -337,10 +339,10 @@ class OpsApp:
         if not self.settings.ops_metrics_public and self.auth.authenticate(request) is None:
             return self._challenge(request, page=False)
         reader = self.reader()
-        waiting, credits = await asyncio.gather(
-            waiting_view(self.settings), expiry_view(self.settings, days=0)
+        waiting, credits, holds = await asyncio.gather(
+            waiting_view(self.settings), expiry_view(self.settings, days=0), holds_view(self.settings)
         )
-        text = await run_in_threadpool(render_metrics, reader, waiting, credits)
+        text = await run_in_threadpool(render_metrics, reader, waiting, credits, holds)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 

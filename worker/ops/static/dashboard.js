@@ -299,10 +299,35 @@
       bars("Expired per day (UTC)", c.expired_by_day.map((d) => [d.day, d.credits]), "dead"));
   }
 
+  // Open holds past their expiry are what the grant sweep has not released yet: ~0 while it
+  // runs, so any shows as an alert.
+  function renderHolds(v) {
+    const x = v.holds;
+    if (!x || x.error) {
+      $("holds-summary").textContent = x ? `· ${x.error}` : "· DATABASE_URL not set";
+      fill($("holds"));
+      return;
+    }
+    const o = x.open, d = x.overdue, r = x.resolved_24h;
+    $("holds-summary").textContent = `· ${fmtInt(o.holds)} open · ${fmtInt(o.credits)} credits held` +
+      (d.holds ? ` · ${fmtInt(d.holds)} overdue` : "");
+    const overdue = stat("overdue (past expiry, not released)", fmtInt(d.holds));
+    overdue.id = "holds-overdue";
+    if (d.holds) overdue.classList.add("alert");
+    fill($("holds"),
+      h("h3", { text: "Open now" }),
+      stat("holds", fmtInt(o.holds)), stat("credits held", fmtInt(o.credits)),
+      overdue, stat("oldest overdue", d.holds ? fmtAge(d.oldest_s) : "—"),
+      h("h3", { text: "Resolved in the last 24 h" }),
+      stat("captured", fmtInt(r.captured.holds)), stat("credits charged", fmtInt(r.captured.charged)),
+      stat("released", fmtInt(r.released.holds)), stat("expired", fmtInt(r.expired.holds)),
+      bars("Resolved by status (24 h)", Object.entries(r).map(([status, n]) => [status, n.holds]), ""));
+  }
+
   function render(v) {
     state.view = v;
     renderHeader(v); renderKpis(v); renderCharts(v); renderQueues(v); renderLedger(v); renderWorkers(v);
-    renderWaiting(v); renderDeadLetters(v); renderCredits(v);
+    renderWaiting(v); renderDeadLetters(v); renderCredits(v); renderHolds(v);
   }
 
   // --- data and actions ------------------------------------------------------------------------
