@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PATHS = ("a", "a1", "b", "b_part", "c", "c3", "d", "e", "f", "latency", "scale")
+PATHS = ("a", "a1", "b", "b_part", "c", "c3", "d", "e", "f", "latency", "scale", "g")
 
 # (full, quick) defaults; an explicit option always wins.
 _PRESETS: dict[str, tuple[Any, Any]] = {
@@ -16,6 +16,7 @@ _PRESETS: dict[str, tuple[Any, Any]] = {
     "latency_seconds": (15.0, 3.0),
     "scale_out": ("1,2,4", "1,2,4"),
     "scale_events": (50_000, 4_000),
+    "holds_seconds": (10.0, 1.0),
 }
 
 
@@ -40,6 +41,10 @@ class BenchOptions:
     quick: bool
     worker_log_level: str
     keep_logs: bool
+    holds_rates: list[int] = field(default_factory=lambda: [200, 1_000])  # (g) open-loop holds/s
+    holds_seconds: float = 10.0  # (g) each closed-loop window and open-loop run
+    holds_concurrency: list[int] = field(default_factory=lambda: [8, 32])  # (g) closed-loop connections
+    holds_users: int = 1_000  # (g) users the holds are for (the first of the seeded ones)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -63,7 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paths", default=",".join(PATHS),
                    help=f"what to measure, a subset of {','.join(PATHS)} (default all; b includes its "
                         "direct replay, f needs c; c3 is c with 3 grants per user, measured in turns "
-                        "with c)")  # fmt: skip
+                        "with c; g is hold -> capture over HTTP next to GET /healthz)")  # fmt: skip
+    p.add_argument("--holds-rates", default="200,1000", help="(g): open-loop holds/s, paced (default 200,1000)")
+    p.add_argument("--holds-seconds", type=float, help="(g): each closed-loop window and open-loop run [10; quick 1]")
+    p.add_argument("--holds-concurrency", default="8,32",
+                   help="(g): client connections of the closed loops, healthz and hold->capture (default 8,32)")  # fmt: skip
+    p.add_argument("--holds-users", type=int, default=1_000, help="(g): users the holds are for (default 1000)")
     p.add_argument("--seed", type=int, default=6, help="random seed of the workload")
     p.add_argument("--json-out", type=Path, help="also write every figure to this JSON file")
     p.add_argument("--worker-log-level", default=None, help="log level of the workers (default: PEDRO_LOG_LEVEL)")
@@ -106,7 +116,21 @@ def options_from_args(args: argparse.Namespace, settings: Any) -> BenchOptions:
         quick=args.quick,
         worker_log_level=args.worker_log_level or settings.log_level,
         keep_logs=args.keep_logs,
+        holds_rates=_ints(args.holds_rates, "--holds-rates"),
+        holds_seconds=pick("holds_seconds"),
+        holds_concurrency=_ints(args.holds_concurrency, "--holds-concurrency"),
+        holds_users=min(args.holds_users, args.users),
     )
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"{option}: a comma-separated list of integers, not {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise SystemExit(f"{option}: every value must be positive")
+    return values
 
 
 def run_bench_command(args: argparse.Namespace, settings: Any) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .cpu import COMPONENTS, CpuUse
+from .holds import ClosedLoop, OpenLoop
 from .latency import LatencyResult
 
 PATHS = {
@@ -65,6 +66,9 @@ class Report:
     scale: list[ScaleRun] = field(default_factory=list)
     checks: list[tuple[str, str]] = field(default_factory=list)  # (measurement, what was verified)
     crossings: dict[str, int] = field(default_factory=dict)  # dist -> (c3) debits from 2+ grants
+    holds_closed: list[ClosedLoop] = field(default_factory=list)  # (g) closed loops, healthz and holds
+    holds_open: list[OpenLoop] = field(default_factory=list)  # (g) paced hold -> capture
+    holds_setup: str = ""
     violation: str | None = None
 
     def add(self, path: str, distribution: str, events: int, seconds: float, cpu: CpuUse | None = None) -> Figure:
@@ -79,6 +83,20 @@ class Report:
     def ratio(self, top: str, bottom: str, distribution: str) -> float | None:
         a, b = self.rate(top, distribution), self.rate(bottom, distribution)
         return a / b if a is not None and b else None
+
+    def holds_best(self, distribution: str) -> tuple[ClosedLoop, ClosedLoop] | None:
+        """(g): the closed loop with the most hold -> capture pairs/s, and healthz at its concurrency."""
+        holds = [c for c in self.holds_closed if c.distribution == distribution and c.kind == "holds"]
+        if not holds:
+            return None
+        best = max(holds, key=lambda c: c.rate)
+        healthz = [c for c in self.holds_closed if c.distribution == distribution and c.kind == "healthz"
+                   and c.concurrency == best.concurrency]  # fmt: skip
+        return (best, healthz[0]) if healthz else None
+
+    def holds_distributions(self) -> list[str]:
+        seen = [c.distribution for c in self.holds_closed] + [o.distribution for o in self.holds_open]
+        return [d for d in ("uniform", "hot") if d in seen]
 
     def distributions(self) -> list[str]:
         return [d for d in ("uniform", "hot") if any(k[1] == d for k in self.figures)]
@@ -106,6 +124,13 @@ class Report:
                   lambda v: v <= 100)  # fmt: skip
         if self.rss_per_process_mb:
             check("peak worker RSS <= 200 MB", "-", self.rss_per_process_mb, lambda v: v <= 200)
+        for d in self.holds_distributions():
+            for o in self.holds_open:
+                if o.distribution == d and o.rate <= 200:
+                    check(f"(g) hold p99 <= 10 ms @ {o.rate:,} holds/s", d, o.hold_p99_ms, lambda v: v <= 10)
+            if best := self.holds_best(d):
+                check("(g) hold->capture/s / healthz req/s >= 0.5", d, best[0].rate / best[1].rate,
+                      lambda v: v >= 0.5)  # fmt: skip
         return rows
 
     # --- output --------------------------------------------------------------------------------
@@ -118,6 +143,53 @@ class Report:
             if key in h:
                 out.append(f"  {key:<9} {h[key]}")
         dists = self.distributions()
+        if dists:  # (g) alone has no events/s figures
+            out += self._render_figures(dists)
+        if self.crossings:
+            out.append("(c3): debits that took from 2-3 grants      "
+                       + "".join(f"{_num(self.crossings.get(d)):>14}" for d in dists))  # fmt: skip
+        if self.latency:
+            lat = self.latency
+            out.append("")
+            out.append(f"latency publish->commit at {lat.rate:,}/s (achieved {lat.achieved_rate:,.0f}/s, "
+                       f"{lat.samples:,} samples, single-event messages, uniform):")  # fmt: skip
+            out.append(f"  p50 {lat.p50_ms:.1f} ms   p99 {lat.p99_ms:.1f} ms   max {lat.max_ms:.1f} ms"
+                       f"   [commit = {lat.clock}]")  # fmt: skip
+        if self.rss_per_process_mb:
+            out.append(f"peak RSS: {self.rss_per_process_mb:.0f} MB per worker process, "
+                       f"{self.rss_fleet_mb:.0f} MB whole fleet (incl. dramatiq's parent process)")  # fmt: skip
+        if self.scale:
+            out.append("")
+            out.append("scale-out (uniform; every event published twice, the copy in another message):")
+            for s in self.scale:
+                out.append(f"  {s.processes} process{'es' if s.processes > 1 else '  '}  "
+                           f"{_num(s.rate):>10} distinct events/s  ({s.deliveries:,} deliveries)  "
+                           f"exactly-once OK: {s.verified}"
+                           + (f"; {s.cpu.total_cores:.2f} cores" if s.cpu else ""))  # fmt: skip
+        if self.holds_closed or self.holds_open:
+            out.append("")
+            out += self._render_holds()
+        out.append("")
+        out.append(f"{'target':<44}{'dist':>8}{'value':>14}  result")
+        for name, dist, value, passed in self.targets():
+            verdict = "n/a" if passed is None else ("PASS" if passed else "MISS")
+            out.append(f"{name:<44}{dist:>8}{_num(value, 2 if value is not None and value < 100 else 0):>14}  {verdict}")
+        measured = [*self.figures.values(), *self.holds_closed, *self.holds_open]
+        busiest = max((f.cpu.cores("other") or 0.0 for f in measured if f.cpu), default=0.0)
+        if busiest > 0.3:
+            out.append("")
+            out.append(f"WARNING: other processes on this machine used up to {busiest:.2f} cores during the "
+                       "measurements (column 'other'): the figures are lower than on an idle machine.")  # fmt: skip
+        out.append("")
+        if self.violation:
+            out.append(f"EXACTLY-ONCE VIOLATION: {self.violation}")
+        else:
+            out.append(f"exactly-once verified after each of {len(self.checks)} measurements "
+                       "(row counts, journal, drift, computed balances)")  # fmt: skip
+        return "\n".join(out)
+
+    def _render_figures(self, dists: list[str]) -> list[str]:
+        out: list[str] = []
         out.append("")
         out.append(f"{'events/s':<44}" + "".join(f"{d:>14}" for d in dists) + f"{'events':>12}")
         for path, label in PATHS.items():
@@ -144,44 +216,42 @@ class Report:
                 continue
             label = RATIO_LABELS.get((top, bottom), f"({top})/({bottom})")
             out.append(f"{label:<44}" + "".join(f"{_num(self.ratio(top, bottom, d), 2):>14}" for d in dists))
-        if self.crossings:
-            out.append("(c3): debits that took from 2-3 grants      "
-                       + "".join(f"{_num(self.crossings.get(d)):>14}" for d in dists))  # fmt: skip
-        if self.latency:
-            lat = self.latency
-            out.append("")
-            out.append(f"latency publish->commit at {lat.rate:,}/s (achieved {lat.achieved_rate:,.0f}/s, "
-                       f"{lat.samples:,} samples, single-event messages, uniform):")  # fmt: skip
-            out.append(f"  p50 {lat.p50_ms:.1f} ms   p99 {lat.p99_ms:.1f} ms   max {lat.max_ms:.1f} ms"
-                       f"   [commit = {lat.clock}]")  # fmt: skip
-        if self.rss_per_process_mb:
-            out.append(f"peak RSS: {self.rss_per_process_mb:.0f} MB per worker process, "
-                       f"{self.rss_fleet_mb:.0f} MB whole fleet (incl. dramatiq's parent process)")  # fmt: skip
-        if self.scale:
-            out.append("")
-            out.append("scale-out (uniform; every event published twice, the copy in another message):")
-            for s in self.scale:
-                out.append(f"  {s.processes} process{'es' if s.processes > 1 else '  '}  "
-                           f"{_num(s.rate):>10} distinct events/s  ({s.deliveries:,} deliveries)  "
-                           f"exactly-once OK: {s.verified}"
-                           + (f"; {s.cpu.total_cores:.2f} cores" if s.cpu else ""))  # fmt: skip
-        out.append("")
-        out.append(f"{'target':<44}{'dist':>8}{'value':>14}  result")
-        for name, dist, value, passed in self.targets():
-            verdict = "n/a" if passed is None else ("PASS" if passed else "MISS")
-            out.append(f"{name:<44}{dist:>8}{_num(value, 2 if value is not None and value < 100 else 0):>14}  {verdict}")
-        busiest = max((f.cpu.cores("other") or 0.0 for f in self.figures.values() if f.cpu), default=0.0)
-        if busiest > 0.3:
-            out.append("")
-            out.append(f"WARNING: other processes on this machine used up to {busiest:.2f} cores during the "
-                       "measurements (column 'other'): the figures are lower than on an idle machine.")  # fmt: skip
-        out.append("")
-        if self.violation:
-            out.append(f"EXACTLY-ONCE VIOLATION: {self.violation}")
-        else:
-            out.append(f"exactly-once verified after each of {len(self.checks)} measurements "
-                       "(row counts, journal, drift, computed balances)")  # fmt: skip
-        return "\n".join(out)
+        return out
+
+    def _render_holds(self) -> list[str]:
+        """(g): closed loops (healthz next to hold -> capture, same client and connections), then
+        the paced open loops. CPU in cores: the ingress process, PostgreSQL, the client."""
+
+        def cores(run: ClosedLoop | OpenLoop | None, component: str) -> str:
+            return _num(run.cpu.cores(component) if run is not None and run.cpu else None, 2)
+
+        out = [f"holds over HTTP (g): {self.holds_setup}"]
+        if self.holds_closed:
+            out.append(f"  {'closed loop':<12}{'conns':>5}{'healthz/s':>11}{'pairs/s':>9}{'ratio':>8}   "
+                       f"{'ingress h | p':>13}{'postgres':>10}{'client h | p':>15}{'other h | p':>15}")  # fmt: skip
+            healthz = {(c.distribution, c.concurrency): c for c in self.holds_closed if c.kind == "healthz"}
+            for c in self.holds_closed:
+                if c.kind != "holds":
+                    continue
+                h = healthz.get((c.distribution, c.concurrency))
+                ratio = c.rate / h.rate if h is not None and h.rate else None
+                out.append(f"  {c.distribution:<12}{c.concurrency:>5}{_num(h.rate if h else None):>11}"
+                           f"{_num(c.rate):>9}{_num(ratio, 3):>8}   "
+                           f"{cores(h, 'workers'):>6} |{cores(c, 'workers'):>5}{cores(c, 'postgres'):>10}"
+                           f"{cores(h, 'bench'):>8} |{cores(c, 'bench'):>5}{cores(h, 'other'):>8} |{cores(c, 'other'):>5}")  # fmt: skip
+            out.append("  (pairs/s: hold -> capture pairs, two HTTP requests each; ratio = pairs/s / healthz/s;"
+                       " CPU in cores, h = during healthz, p = during pairs)")  # fmt: skip
+        if self.holds_open:
+            out.append(f"  {'open loop':<12}{'holds/s':>8}{'done/s':>8}   hold p50 / p99 / max ms"
+                       f"   hold->capture p50 / p99 ms   client lag p99   cores: ingress postgres other")  # fmt: skip
+            for o in self.holds_open:
+                out.append(f"  {o.distribution:<12}{o.rate:>8,}{o.completed_rate:>8,.0f}   "
+                           f"{o.hold_p50_ms:>8.1f} / {o.hold_p99_ms:.1f} / {o.hold_max_ms:.1f}"
+                           f"{o.pair_p50_ms:>14.1f} / {o.pair_p99_ms:.1f}{o.send_lag_p99_ms:>14.1f} ms"
+                           f"{cores(o, 'workers'):>15}{cores(o, 'postgres'):>9}{cores(o, 'other'):>6}"
+                           + ("   SATURATED: arrivals stopped" if o.saturated else ""))  # fmt: skip
+            out.append("  (latency from each hold's due time: waiting for a connection or behind a backlog counts)")
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -195,6 +265,11 @@ class Report:
             "latency": asdict(self.latency) if self.latency else None,
             "rss_mb": {"per_process": self.rss_per_process_mb, "fleet": self.rss_fleet_mb},
             "scale_out": [{**asdict(s), "rate": s.rate, "cores": s.cpu and s.cpu.total_cores} for s in self.scale],
+            "holds": {
+                "setup": self.holds_setup,
+                "closed": [_holds_json(c, rate=c.rate) for c in self.holds_closed],
+                "open": [_holds_json(o) for o in self.holds_open],
+            },
             "targets": [{"target": n, "distribution": d, "value": v, "passed": p} for n, d, v, p in self.targets()],
             "checks": self.checks,
             "violation": self.violation,
@@ -212,6 +287,15 @@ def _figure_json(f: Figure) -> dict[str, Any]:
         "cores": {c: cpu.cores(c) for c in COMPONENTS} if cpu else None,
         "us_per_event": {c: cpu.us_per_event(c) for c in COMPONENTS} if cpu else None,
     }
+
+
+def _holds_json(run: ClosedLoop | OpenLoop, **more: Any) -> dict[str, Any]:
+    cpu = run.cpu
+    out = {k: v for k, v in asdict(run).items() if k != "cpu"}
+    # "workers" is the ingress process for (g); "bench" the client
+    out["cores"] = {("ingress" if c == "workers" else "client" if c == "bench" else c): cpu.cores(c)
+                    for c in COMPONENTS} if cpu else None  # fmt: skip
+    return {**out, **more}
 
 
 def _num(value: float | None, digits: int = 0) -> str:

@@ -4,8 +4,8 @@ Order: per distribution (a) naive baseline, (b) ceiling and its direct replay, (
 users partitioned across the lanes (what the SQL does without lock waits), then one worker
 fleet for (c) batch messages, (f) their replay and (d) single-event messages (and, on the uniform
 fleet, the latency run) — (c) measured in turns with (c3), the same events on a second fleet
-whose users hold three grants each (`Bench.grants_compared`); then (e) the no-op fleet; then the
-scale-out runs. Each measurement has
+whose users hold three grants each (`Bench.grants_compared`) — then (g) holds over HTTP through
+an ingress process (bench/holds.py); then (e) the no-op fleet; then the scale-out runs. Each measurement has
 its own database copied from the seeded template, or new event ids on the fleet's database.
 """
 
@@ -39,6 +39,7 @@ from .grants import (
     three_grant_shares,
     used_by_user,
 )
+from .holds import HoldsRun, server_description, verify_holds
 from .lanes import run_lanes
 from .latency import commit_times, publish_paced, summarize
 from .noop import noop_message
@@ -361,6 +362,30 @@ class Bench:
         finally:
             self._stop(fleet, product=True)
 
+    def holds_http(self, dist: str) -> None:
+        """(g) hold -> capture over HTTP next to GET /healthz (bench/holds.py): the ingress in its
+        own process on its own database, the bench process as the client."""
+        dsn = aio(self.servers.new_database())
+        users = self.workload.clerk_ids[: self.opts.holds_users]
+        say(f"  (g) {dist}: the ingress in its own process, {len(users):,} users …")
+        run = HoldsRun(
+            dsn=dsn, redis_url=self.servers.redis_url, clerk_ids=users, distribution=dist, meter=self.meter,
+            log_path=self.logs / f"ingress-{dist}.log", log_level=self.opts.worker_log_level, seed=self.opts.seed,
+            seconds=self.opts.holds_seconds, rates=self.opts.holds_rates, concurrency=self.opts.holds_concurrency,
+            say=say,
+        )  # fmt: skip
+        run.run()
+        label = f"(g) holds over HTTP, {dist}"
+        verified = self._check(label, lambda: verify_holds(dsn, run.books, label))
+        self.report.holds_closed += run.closed
+        self.report.holds_open += run.open
+        self.report.holds_setup = (
+            f"{server_description(self.settings.ingress_pool_max_size, self.opts.worker_log_level)}; "
+            f"{len(users):,} users; client: the bench process, raw asyncio HTTP/1.1, keep-alive"
+        )
+        say(f"  (g) {dist}: {run.books.statuses()}   verified: {verified}")
+        aio(self.servers.drop_database(dsn))
+
     def run_all(self) -> None:
         dists = self.opts.distributions
         latency_dist = "uniform" if "uniform" in dists else (dists[0] if dists else None)
@@ -378,6 +403,8 @@ class Bench:
             with_latency = dist == latency_dist and self.opts.latency_seconds > 0 and "latency" in paths
             if paths & {"c", "c3", "d", "f"} or with_latency:
                 self.end_to_end(dist, with_latency=with_latency)
+            if "g" in paths:
+                self.holds_http(dist)
         if "e" in paths:
             self.noop()
         if "scale" in paths:

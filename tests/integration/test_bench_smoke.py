@@ -25,16 +25,25 @@ pytestmark = pytest.mark.integration
 TINY = [
     "--events", "300", "--single-events", "60", "--users", "40", "--batch-size", "50",
     "--latency-rate", "100", "--latency-seconds", "1.5", "--scale-out", "1,2", "--scale-events", "150",
+    "--paths", "a,a1,b,b_part,c,c3,d,e,f,latency,scale",  # (g), over HTTP, has its own case below
 ]  # fmt: skip
+TINY_HOLDS = [
+    "--paths", "g", "--users", "40", "--holds-users", "20", "--holds-seconds", "0.6", "--holds-rates", "100",
+    "--holds-concurrency", "4",
+]  # fmt: skip
+
+
+def _bench(args: list[str], pg_url: str, redis_url: str, out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": pg_url, "REDIS_URL": redis_url, "PEDRO_LOG_LEVEL": "WARNING"}
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", "bench", *args, "--json-out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
 
 
 def test_tiny_bench_completes_and_verifies_exactly_once(pg_url: str, redis_url: str, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    env = {**os.environ, "DATABASE_URL": pg_url, "REDIS_URL": redis_url, "PEDRO_LOG_LEVEL": "WARNING"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "bench", *TINY, "--json-out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+    proc = _bench(TINY, pg_url, redis_url, out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "exactly-once verified after each of" in proc.stdout
 
@@ -48,6 +57,27 @@ def test_tiny_bench_completes_and_verifies_exactly_once(pg_url: str, redis_url: 
     assert [s["processes"] for s in report["scale_out"]] == [1, 2]
     assert report["latency"]["samples"] > 0
     assert len(report["checks"]) == 22  # 9 per distribution, latency, no-op, 2 scale-out runs
+
+
+def test_tiny_holds_over_http_complete_and_every_hold_is_captured_once(pg_url: str, redis_url: str,
+                                                                       tmp_path: Path) -> None:  # fmt: skip
+    """(g): the ingress in its own process, a few hundred hold -> capture pairs and healthz
+    requests per distribution, then the checks (every hold captured once, balances, drift)."""
+    out = tmp_path / "bench.json"
+    proc = _bench(TINY_HOLDS, pg_url, redis_url, out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "holds over HTTP (g)" in proc.stdout
+
+    report = json.loads(out.read_text())
+    assert report["violation"] is None
+    assert [label for label, _ in report["checks"]] == ["(g) holds over HTTP, uniform", "(g) holds over HTTP, hot"]
+    closed = {(c["distribution"], c["kind"], c["concurrency"]): c for c in report["holds"]["closed"]}
+    opened = {(o["distribution"], o["rate"]): o for o in report["holds"]["open"]}
+    for dist in ("uniform", "hot"):
+        assert closed[(dist, "healthz", 4)]["count"] > 0 and closed[(dist, "holds", 4)]["count"] > 0
+        assert opened[(dist, 100)]["samples"] > 0
+    targets = {(t["target"], t["distribution"]) for t in report["targets"]}
+    assert ("(g) hold->capture/s / healthz req/s >= 0.5", "uniform") in targets
 
 
 async def test_verification_fails_loudly_on_a_double_debit(conn, database_url: str) -> None:
