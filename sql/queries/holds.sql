@@ -17,20 +17,40 @@ FROM worker.credit_hold
 WHERE user_id = ANY((string_to_array($3, $1, $2))[2:]) AND status = 'held' AND expires_at <= $4
 ORDER BY expires_at, hold_id
 
--- holds_of_user --
--- What a hold transaction needs once it holds the user's balance: the hold it is about ($2, any
--- user, any status) and the user's open holds (those past their expiry are released first; the
--- others are what the answer shows as held). Columns as find_holds.
+-- hold_books --
+-- What a hold transaction reads once it holds the user's balance, in one round trip: the user's
+-- live grants in burn order (as find_live_grants), and the hold it is about ($2, any user, any
+-- status) with the user's open holds (those past their expiry are released first; the others
+-- are what the answer shows as held). Both as JSON text.
 -- $1 "User".id text, $2 hold id text
-SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expires_at)::float8 AS expires,
-       allocation::text AS allocation, over_capture, operation_type, request_hash, captured, usage_id,
-       resolved_by, details::text AS details, created_at, expires_at, resolved_at
-FROM worker.credit_hold WHERE hold_id = $2
-UNION
-SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expires_at)::float8 AS expires,
-       allocation::text AS allocation, over_capture, operation_type, request_hash, captured, usage_id,
-       resolved_by, details::text AS details, created_at, expires_at, resolved_at
-FROM worker.credit_hold WHERE user_id = $1 AND status = 'held'
+SELECT
+    (SELECT coalesce(json_agg(json_build_array(g.grant_id, g.source, g.remaining, g.priority,
+                                               extract(epoch FROM g.effective_at)::float8,
+                                               extract(epoch FROM g.expires_at)::float8)
+                              ORDER BY g.priority, g.expires_at NULLS LAST, g.effective_at, g.created_at,
+                                       g.grant_id), '[]')
+     FROM worker.credit_grant g WHERE g.user_id = $1 AND g.state = 'live')::text AS grants,
+    (SELECT coalesce(json_agg(h), '[]') FROM (
+        SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expires_at)::float8 AS expires,
+               allocation::text AS allocation, over_capture, operation_type, request_hash, captured, usage_id,
+               resolved_by, details::text AS details, created_at, expires_at, resolved_at
+        FROM worker.credit_hold WHERE hold_id = $2
+        UNION
+        SELECT hold_id, user_id, clerk_user_id, credits, status, extract(epoch FROM expires_at)::float8 AS expires,
+               allocation::text AS allocation, over_capture, operation_type, request_hash, captured, usage_id,
+               resolved_by, details::text AS details, created_at, expires_at, resolved_at
+        FROM worker.credit_hold WHERE user_id = $1 AND status = 'held'
+    ) h)::text AS holds
+
+-- lock_account_of_hold --
+-- Lock the "CreditBalance" row of a hold's user (a capture or release names only the hold): the
+-- same row lock as lock_accounts. No row: no such hold (or its user's balance is gone).
+-- $1 hold id text
+SELECT cb.id AS balance_id, cb."userId" AS user_id, cb."clerkUserId" AS clerk_user_id,
+       cb."creditsRemaining" AS balance
+FROM "CreditBalance" cb
+WHERE cb."userId" = (SELECT h.user_id FROM worker.credit_hold h WHERE h.hold_id = $1)
+FOR NO KEY UPDATE OF cb
 
 -- insert_hold --
 -- A new hold (its `hold/<id>` movement is written with it, by write_ledger).

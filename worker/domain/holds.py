@@ -83,8 +83,7 @@ class _Books:
     @classmethod
     async def open(cls, conn: asyncpg.Connection, account: Account, hold_id: str, now: datetime) -> _Books:
         """The books of a user whose balance is locked, with its due holds released."""
-        holds = await repo.holds_of_user(conn, account.user_id, hold_id)
-        grants = (await ledger_repo.find_live_grants(conn, [account.user_id])).get(account.user_id, [])
+        grants, holds = await repo.hold_books(conn, account.user_id, hold_id)
         return cls(account, grants, holds, hold_id, now)
 
     def resolve(self, row: repo.HoldRow, kind: str, res: rules.Resolution, reference: str, reason: str,
@@ -217,10 +216,10 @@ async def _place(conn: asyncpg.Connection, request: HoldRequest, request_hash: s
 async def _open_hold(conn: asyncpg.Connection, hold_id: str) -> _Books:
     """The books of the hold's user, its balance locked, and the hold as it is under that lock
     (it may have resolved meanwhile)."""
-    found = (await repo.find_holds(conn, [hold_id])).get(hold_id)
-    if found is None:
+    account = await repo.lock_account_of_hold(conn, hold_id)
+    if account is None:
         raise HoldRefused(404, "unknown_hold", f"no hold {hold_id}")
-    books = await _Books.open(conn, await _lock(conn, found.hold.clerk_user_id), hold_id, clock.now())
+    books = await _Books.open(conn, account, hold_id, clock.now())
     assert books.row is not None
     return books
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+import msgspec
 
 from .. import db
 from . import packed
-from ..ledger.grants import decode
+from ..ledger.decide import Account
+from ..ledger.grants import Grant, decode
 from ..ledger.holds import Hold
 
 
@@ -46,9 +48,32 @@ async def find_holds(conn: asyncpg.Connection, hold_ids: Sequence[str]) -> dict[
     return _rows(await db.fetch(conn, "find_holds", list(hold_ids)))
 
 
-async def holds_of_user(conn: asyncpg.Connection, user_id: str, hold_id: str) -> dict[str, HoldRow]:
-    """The hold `hold_id` (whoever's) and the user's open holds (the caller holds the balance)."""
-    return _rows(await db.fetch(conn, "holds_of_user", user_id, hold_id))
+_decode = msgspec.json.Decoder()
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+async def hold_books(conn: asyncpg.Connection, user_id: str, hold_id: str) -> tuple[list[Grant], dict[str, HoldRow]]:
+    """The user's live grants in burn order, and the hold `hold_id` (whoever's) with the user's
+    open holds, in one round trip (the caller holds the balance)."""
+    row = await db.fetchrow(conn, "hold_books", user_id, hold_id)
+    grants = [Grant(*g) for g in _decode.decode(row["grants"])]
+    holds = {}
+    for h in _decode.decode(row["holds"]):
+        hold = Hold(h["hold_id"], h["user_id"], h["clerk_user_id"], h["credits"], h["status"], h["expires"],
+                    decode(h["allocation"]), h["over_capture"], h["operation_type"])  # fmt: skip
+        holds[hold.hold_id] = HoldRow(hold, h["request_hash"], h["captured"], h["usage_id"], h["resolved_by"],
+                                      h["details"], _time(h["created_at"]), _time(h["expires_at"]),  # type: ignore[arg-type]
+                                      _time(h["resolved_at"]))  # fmt: skip
+    return grants, holds
+
+
+async def lock_account_of_hold(conn: asyncpg.Connection, hold_id: str) -> Account | None:
+    """The hold's user's balance, locked (None: no such hold)."""
+    r = await db.fetchrow(conn, "lock_account_of_hold", hold_id)
+    return None if r is None else Account(*r)
 
 
 async def find_due_holds(conn: asyncpg.Connection, user_ids: Sequence[str], now: datetime) -> list[Hold]:
