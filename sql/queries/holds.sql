@@ -52,18 +52,10 @@ FROM "CreditBalance" cb
 WHERE cb."userId" = (SELECT h.user_id FROM worker.credit_hold h WHERE h.hold_id = $1)
 FOR NO KEY UPDATE OF cb
 
--- insert_hold --
--- A new hold (its `hold/<id>` movement is written with it, by write_ledger).
--- $1 hold_id, $2 user_id, $3 clerk_user_id, $4 credits int, $5 operation_type, $6 details (JSON
--- text), $7 over_capture, $8 request_hash, $9 allocation (JSON text), $10 expires_at timestamptz,
--- $11 created_at timestamptz
-INSERT INTO worker.credit_hold (hold_id, user_id, clerk_user_id, credits, operation_type, details,
-                                over_capture, request_hash, allocation, expires_at, created_at)
-VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9::text::jsonb, $10, $11)
-
 -- resolve_holds --
--- Holds that resolved (captured, released or expired), each once: a row already resolved is left
--- alone (the callers hold the balance lock and checked; this is the last word).
+-- Holds the grant sweep released (expired), each once: a row already resolved is left alone (the
+-- sweep holds the balance locks and checked; this is the last word). The other paths resolve
+-- holds in write_ledger.
 -- $1 hold ids text[], $2 statuses text[], $3 captured int[], $4 usage ids text[], $5 taken (JSON
 -- text)[], $6 resolved_by text[], $7 resolved_at timestamptz
 UPDATE worker.credit_hold h

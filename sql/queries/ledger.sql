@@ -111,7 +111,7 @@ SELECT event_id, payload_hash, raw_hash FROM worker.decided_events((string_to_ar
 
 -- write_ledger --
 -- Everything a batch decided, in one statement: the idempotency keys of its decided events
--- (applied or rejected), usage rows, journal movements, openings, balances and grants. Balance
+-- (applied or rejected), usage rows, journal movements, openings, balances, grants and holds. Balance
 -- and grant deltas come aggregated, one per row. Keys come sorted, so concurrent writers wait on each
 -- other in one order. No ON CONFLICT: a key decided since the batch's lookup (a twin that
 -- committed first) fails the statement and rolls the transaction back; the caller then settles
@@ -121,12 +121,19 @@ SELECT event_id, payload_hash, raw_hash FROM worker.decided_events((string_to_ar
 -- $3..$7 worker.event_log: event_id, event_type, payload_hash, clerk_user_id, raw_hash (of the
 --        event as it arrived; NULL when it has none)
 -- $8..$13 "UsageHistory": id, userId, creditBalanceId, operationType, creditsUsed (int),
---        details (JSON text); $31 its timestamps, timestamp[]
+--        details (JSON text); $46 its timestamps, timestamp[]
 -- $14..$20 journal: event_id, user_id, kind, delta (int), refund_of, reference, reason;
 --        $25 its grants (JSON text: [[grant id, delta], …])
 -- $21..$22 openings: user_id, opening (int)
 -- $23..$24 balances: "CreditBalance".id, delta (int)
 -- $26..$30 grants (worker.credit_grant): grant_id, remaining, expired, opening and amount deltas
+-- $31..$39 new holds (worker.credit_hold): hold_id, user_id, clerk_user_id, credits (int),
+--        operation_type, details (JSON text), over_capture, request_hash, allocation (JSON text);
+--        $47 expires_at, $48 created_at, timestamptz[]
+-- $40..$45 resolved holds: hold_id, status, captured (int), usage_id, taken (JSON text),
+--        resolved_by; $49 resolved_at timestamptz. Only a hold still `held` resolves: the
+--        count says how many did (the callers hold the balance lock and checked; this is the
+--        last word)
 WITH decided AS (
     INSERT INTO worker.event_log (event_id, event_type, payload_hash, clerk_user_id, raw_hash)
     SELECT * FROM unnest((string_to_array($3, $1, $2))[2:], (string_to_array($4, $1, $2))[2:],
@@ -139,7 +146,7 @@ WITH decided AS (
     FROM unnest((string_to_array($8, $1, $2))[2:], (string_to_array($9, $1, $2))[2:],
                 (string_to_array($10, $1, $2))[2:], (string_to_array($11, $1, $2))[2:],
                 (string_to_array($12, $1, $2))[2:]::int[], (string_to_array($13, $1, $2))[2:],
-                $31::timestamp[])
+                $46::timestamp[])
          AS u(id, user_id, balance_id, op, credits, details, ts)
     RETURNING 1
 ), journal_rows AS (
@@ -174,13 +181,38 @@ WITH decided AS (
          AS d(grant_id, remaining, expired, opening, amount)
     WHERE g.grant_id = d.grant_id
     RETURNING 1
+), new_holds AS (
+    INSERT INTO worker.credit_hold (hold_id, user_id, clerk_user_id, credits, operation_type, details,
+                                    over_capture, request_hash, allocation, expires_at, created_at)
+    SELECT h.hold_id, h.user_id, h.clerk_user_id, h.credits, h.operation_type, h.details::jsonb,
+           h.over_capture, h.request_hash, h.allocation::jsonb, h.expires_at, h.created_at
+    FROM unnest((string_to_array($31, $1, $2))[2:], (string_to_array($32, $1, $2))[2:],
+                (string_to_array($33, $1, $2))[2:], (string_to_array($34, $1, $2))[2:]::int[],
+                (string_to_array($35, $1, $2))[2:], (string_to_array($36, $1, $2))[2:],
+                (string_to_array($37, $1, $2))[2:], (string_to_array($38, $1, $2))[2:],
+                (string_to_array($39, $1, $2))[2:], $47::timestamptz[], $48::timestamptz[])
+         AS h(hold_id, user_id, clerk_user_id, credits, operation_type, details, over_capture, request_hash,
+              allocation, expires_at, created_at)
+    RETURNING 1
+), resolved_holds AS (
+    UPDATE worker.credit_hold h
+    SET status = r.status, captured = r.captured, usage_id = r.usage_id, taken = r.taken::jsonb,
+        resolved_by = r.resolved_by, resolved_at = $49
+    FROM unnest((string_to_array($40, $1, $2))[2:], (string_to_array($41, $1, $2))[2:],
+                (string_to_array($42, $1, $2))[2:]::int[], (string_to_array($43, $1, $2))[2:],
+                (string_to_array($44, $1, $2))[2:], (string_to_array($45, $1, $2))[2:])
+         AS r(hold_id, status, captured, usage_id, taken, resolved_by)
+    WHERE h.hold_id = r.hold_id AND h.status = 'held'
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM decided) AS decided,
        (SELECT count(*) FROM usage_rows) AS usage_rows,
        (SELECT count(*) FROM journal_rows) AS journal_rows,
        (SELECT count(*) FROM openings) AS openings,
        (SELECT count(*) FROM balances) AS balances,
-       (SELECT count(*) FROM grant_rows) AS grants
+       (SELECT count(*) FROM grant_rows) AS grants,
+       (SELECT count(*) FROM new_holds) AS new_holds,
+       (SELECT count(*) FROM resolved_holds) AS resolved_holds
 
 -- insert_rejections --
 -- Store refused events with their reason (overdraft, refund too large, invalid input…).

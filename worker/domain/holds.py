@@ -103,10 +103,8 @@ class _Books:
     async def write(self, conn: asyncpg.Connection, decided: Sequence[tuple] = ()) -> None:
         if self.plan.journal_rows:
             self.plan.balance_deltas[self.account.balance_id] = self.balance - self.account.balance
-        await ledger_repo.write_ledger(conn, self.plan, decided)
-        if self.plan.hold_resolutions:
-            done = await repo.resolve_holds(conn, self.plan.hold_resolutions, self.now)
-            assert len(done) == len(self.plan.hold_resolutions), "a hold resolved twice under its balance lock"
+        resolved = await ledger_repo.write_ledger(conn, self.plan, decided, self.now)
+        assert resolved == len(self.plan.hold_resolutions), "a hold resolved twice under its balance lock"
 
 
 async def _lock(conn: asyncpg.Connection, clerk_user_id: str) -> Account:
@@ -203,12 +201,12 @@ async def _place(conn: asyncpg.Connection, request: HoldRequest, request_hash: s
                                     reason, encode(taken)))  # fmt: skip
     books.balance -= credits
     books.held += credits
+    details = compact(request.details).decode() if request.details is not None else None
+    books.plan.hold_inserts.append((hold.hold_id, hold.user_id, hold.clerk_user_id, credits, request.operationType,
+                                    details, request.overCapture, request_hash, encode(taken), expires_at, now))  # fmt: skip
     # The hold's id is an idempotency key like an event's: claimed in worker.event_log, so an
     # event that reuses it is refused as a conflict (and the other way round).
     await books.write(conn, [(hold.hold_id, "hold.placed", request_hash, account.clerk_user_id, None)])
-    details = compact(request.details).decode() if request.details is not None else None
-    await repo.insert_hold(conn, hold, details=details, request_hash=request_hash, expires_at=expires_at,
-                           created_at=now, allocation=encode(taken))  # fmt: skip
     books.row = repo.HoldRow(hold, request_hash, None, None, None, details, now, expires_at, None)
     return books.answer(201)
 

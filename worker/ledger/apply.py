@@ -287,9 +287,9 @@ async def _apply_pass(
                    if outcomes[e.id].status != WAITING]  # fmt: skip
         if opened is not None:
             opened.drop_known(plan.openings)
-        await repo.write_ledger(conn, plan, decided)
-        if plan.hold_resolutions:  # usages that captured their holds (ledger/holds.py)
-            await holds_repo.resolve_holds(conn, plan.hold_resolutions, now)
+        resolved = await repo.write_ledger(conn, plan, decided, now)
+        # usages that captured (or released) holds, under the users' locks (ledger/holds.py)
+        assert resolved == len(plan.hold_resolutions), "a hold resolved twice under its balance lock"
         rejections = batch.rejections + plan.rejections
         waits = [(i, o) for i, o in settled.items() if o.status == WAITING]
         if len(decided) < len(events):

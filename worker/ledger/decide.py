@@ -73,7 +73,11 @@ class Plan:
     balance_deltas: dict[str, int] = field(default_factory=dict)  # balance_id -> delta
     wallets: dict[str, Wallet] = field(default_factory=dict)  # clerk user id -> its grants
     absorbed: int = 0  # users whose balance the grants did not explain (grants.Wallet.absorb)
-    hold_resolutions: list[tuple] = field(default_factory=list)  # repo.holds.resolve_holds rows
+    # worker.credit_hold rows: new holds (hold_id, user_id, clerk_user_id, credits, operation_type,
+    # details JSON, over_capture, request_hash, allocation JSON, expires_at, created_at), and
+    # resolutions (ledger/holds.py resolved)
+    hold_inserts: list[tuple] = field(default_factory=list)
+    hold_resolutions: list[tuple] = field(default_factory=list)
     rejections: list[tuple] = field(default_factory=list)  # (event_id, type, reason, detail, payload)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
 

@@ -123,6 +123,6 @@ def movements(kind: str, hold: Hold, res: Resolution, reference: str, reason: st
 
 def resolved(hold: Hold, status: str, by: str, res: Resolution, charged: int | None = None,
              usage_id: str | None = None) -> tuple:  # fmt: skip
-    """The hold's row update (repo.holds.resolve_holds); the hold is marked resolved in memory."""
+    """The hold's row update (decide.Plan.hold_resolutions); the hold is marked resolved in memory."""
     hold.status = status
     return (hold.hold_id, status, charged, usage_id, encode(res.taken) if usage_id else None, by)

@@ -89,15 +89,6 @@ async def due_holds_by_user(conn: asyncpg.Connection, user_ids: Sequence[str], n
     return due
 
 
-async def insert_hold(
-    conn: asyncpg.Connection, hold: Hold, *, details: str | None, request_hash: str, expires_at: datetime,
-    created_at: datetime, allocation: str,
-) -> None:  # fmt: skip
-    await db.execute(conn, "insert_hold", hold.hold_id, hold.user_id, hold.clerk_user_id, hold.credits,
-                     hold.operation_type, details, hold.over_capture, request_hash, allocation, expires_at,
-                     created_at)  # fmt: skip
-
-
 async def resolve_holds(conn: asyncpg.Connection, rows: Sequence[tuple], resolved_at: datetime) -> set[str]:
     """rows: (hold_id, status, captured, usage_id, taken JSON, resolved_by). Returns the ids
     resolved now (a hold resolved already is left as it was)."""

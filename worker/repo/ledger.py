@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -96,18 +97,22 @@ def _columns(rows: Sequence[tuple], width: int) -> list[list]:
 
 
 async def write_ledger(
-    conn: asyncpg.Connection, plan: Plan, decided: Sequence[tuple[str, str, str, str, str | None]] = ()
-) -> None:
-    """The plan's rows and the decided events' idempotency keys, in one statement.
+    conn: asyncpg.Connection, plan: Plan, decided: Sequence[tuple[str, str, str, str, str | None]] = (),
+    now: datetime | None = None,
+) -> int:
+    """The plan's rows and the decided events' idempotency keys, in one statement. Returns how
+    many of the plan's hold resolutions resolved a hold (one still `held`).
 
     decided: (event_id, type, payload_hash, clerk_user_id, raw_hash) of every event the plan
     decided, applied or rejected (none when the caller claimed its key already, as billing
-    does). A key already in `worker.event_log` raises UniqueViolationError.
+    does). A key already in `worker.event_log` (or a hold id in worker.credit_hold) raises
+    UniqueViolationError. `now`: when the plan's holds resolved.
     """
     if not decided and not plan.journal_rows:
-        return
+        return 0
     await insert_grants(conn, plan.grant_inserts())
     usage = _columns(plan.usage_rows, 7)
+    holds = _columns(plan.hold_inserts, 11)
     journal = _columns(plan.journal_rows, 8)
     columns = packed.arguments([
         *_columns(sorted(decided, key=lambda d: d[0]), 5),
@@ -117,8 +122,12 @@ async def write_ledger(
         *_columns(sorted(plan.balance_deltas.items()), 2),
         journal[7],
         *_columns(sorted(plan.grant_updates()), 5),
+        *holds[:9],
+        *_columns(plan.hold_resolutions, 6),
     ])  # fmt: skip
-    await db.fetchrow(conn, "write_ledger", *columns, usage[6])
+    row = await db.fetchrow(conn, "write_ledger", *columns, usage[6], holds[9], holds[10],
+                            now if plan.hold_resolutions else None)  # fmt: skip
+    return row["resolved_holds"]
 
 
 def _storable(value: object) -> object:
