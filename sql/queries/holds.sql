@@ -63,7 +63,7 @@ SET status = r.status, captured = r.captured, usage_id = r.usage_id, taken = r.t
     resolved_by = r.resolved_by, resolved_at = $7
 FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
      AS r(hold_id, status, captured, usage_id, taken, resolved_by)
-WHERE h.hold_id = r.hold_id AND h.status = 'held'
+WHERE h.hold_id = r.hold_id AND h.status || '' = 'held'  -- by the primary key (see write_ledger)
 RETURNING h.hold_id
 
 

@@ -202,7 +202,9 @@ WITH decided AS (
                 (string_to_array($42, $1, $2))[2:]::int[], (string_to_array($43, $1, $2))[2:],
                 (string_to_array($44, $1, $2))[2:], (string_to_array($45, $1, $2))[2:])
          AS r(hold_id, status, captured, usage_id, taken, resolved_by)
-    WHERE h.hold_id = r.hold_id AND h.status = 'held'
+    -- `status || ''`: the partial indexes on status = 'held' must not be picked over the
+    -- primary key (a cached plan scanned every open hold for each one resolved)
+    WHERE h.hold_id = r.hold_id AND h.status || '' = 'held'
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM decided) AS decided,
