@@ -211,26 +211,40 @@ def free_port(host: str = "127.0.0.1") -> int:
 class IngressProcess:
     """`pedro-worker ingress` (uvicorn, the credit API and POST /v1/events) in its own process
     group, on a free local port, accepting one bearer token. `env` carries DATABASE_URL,
-    REDIS_URL and the Redis namespace, as a worker's does."""
+    REDIS_URL and the Redis namespace, as a worker's does; `argv`, another command serving it
+    the same way (bench (g)'s `python -m bench.holds serve`, with its experiment knobs)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, token: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, token: str, host: str = "127.0.0.1",
+                 argv: list[str] | None = None) -> None:  # fmt: skip
+        self.host = host
         self.port = free_port(host)
         self.url = f"http://{host}:{self.port}"
         self.env = {**env, "PEDRO_INGRESS_HOST": host, "PEDRO_INGRESS_PORT": str(self.port),
                     "PEDRO_API_TOKENS": token}  # fmt: skip
+        self.argv = argv or [sys.executable, "-m", "worker.cli", "ingress"]
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def _tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return "\n  " + "\n  ".join(text)
 
     def start(self, timeout_s: float = 30) -> IngressProcess:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "ingress"],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise FleetError(f"the ingress exited (code {self.proc.returncode})")
+                raise FleetError(f"the ingress exited (code {self.proc.returncode})" + self._tail())
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -238,7 +252,7 @@ class IngressProcess:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise FleetError(f"the ingress did not answer /healthz within {timeout_s:.0f}s")
+        raise FleetError(f"the ingress did not answer /healthz within {timeout_s:.0f}s" + self._tail())
 
     def kill(self) -> None:
         """kill -9 of its process group (requests in flight are lost; their transactions roll back)."""
@@ -246,8 +260,9 @@ class IngressProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def stop(self, timeout_s: float = 15) -> None:
-        """SIGTERM (uvicorn finishes in-flight requests), SIGKILL to its group if it lingers."""
+    def stop(self, timeout_s: float = 30) -> None:
+        """SIGTERM (uvicorn finishes in-flight requests, the lifespan closes the pool, a profile
+        is written), SIGKILL to its group if it lingers."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)

@@ -40,8 +40,6 @@ import os
 import random
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -53,9 +51,9 @@ from typing import Any
 from worker import db
 from worker.repo.reconcile import find_balance_drift, find_grant_drift
 from worker.repo.users import get_balances
-from worker.settings import ROOT
 
 from .cpu import CpuMeter, CpuUse
+from .fleet import IngressProcess
 from .latency import percentile
 from .verify import ExactlyOnceViolation
 from .workload import HOT_SHARE, START_CREDITS
@@ -71,87 +69,27 @@ MAX_BACKLOG_S = 1.0  # an open loop stops its arrivals once this many seconds of
 # --- the ingress in its own process ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class IngressProcess:
-    """`python -m bench.holds serve` (what `pedro-worker ingress` runs, plus experiment knobs)."""
-
-    def __init__(self, *, database_url: str, redis_url: str, log_path: Path, log_level: str,
-                 http: str = "auto", loop: str = "auto", profile: Path | None = None,
-                 count_queries: Path | None = None, pythonpath: str | None = None,
-                 pool_size: int | None = None) -> None:  # fmt: skip
-        self.port = free_port()
-        self.host = "127.0.0.1"
-        self.log_path = log_path
-        self.argv = [sys.executable, "-m", "bench.holds", "serve", "--http", http, "--loop", loop]
-        if profile:
-            self.argv += ["--profile", str(profile)]
-        if count_queries:
-            self.argv += ["--count-queries", str(count_queries)]
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url, "PEDRO_DATABASE_URL": database_url,
-            "REDIS_URL": redis_url, "PEDRO_REDIS_URL": redis_url,
-            "PEDRO_REDIS_NAMESPACE": f"pedro-bench-{uuid.uuid4().hex[:10]}",
-            "PEDRO_API_TOKENS": TOKEN, "PEDRO_LOG_LEVEL": log_level,
-            "PEDRO_INGRESS_HOST": self.host, "PEDRO_INGRESS_PORT": str(self.port),
-        }  # fmt: skip
-        if pool_size:
-            self.env["PEDRO_INGRESS_POOL_MAX_SIZE"] = str(pool_size)
-        if pythonpath:  # e.g. a directory with httptools and uvloop, not in the project's venv
-            self.env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, self.env.get("PYTHONPATH")) if p)
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def start(self, timeout_s: float = 30) -> IngressProcess:
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the ingress exited (code {self.proc.returncode})" + self._tail())
-            try:
-                if asyncio.run(_get_status(self.host, self.port, b"/healthz")) == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"the ingress did not answer /healthz within {timeout_s:.0f}s" + self._tail())
-
-    def _tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        return "\n  " + "\n  ".join(text)
-
-    def stop(self) -> None:
-        """SIGTERM: uvicorn finishes, the lifespan closes the pool, a profile is written."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-        self.proc = None
-
-    def __enter__(self) -> IngressProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def ingress_process(*, database_url: str, redis_url: str, log_path: Path, log_level: str, http: str = "auto",
+                    loop: str = "auto", profile: Path | None = None, count_queries: Path | None = None,
+                    pythonpath: str | None = None, pool_size: int | None = None) -> IngressProcess:  # fmt: skip
+    """`python -m bench.holds serve` (what `pedro-worker ingress` runs, plus experiment knobs) in
+    its own process (bench/fleet.py's IngressProcess)."""
+    argv = [sys.executable, "-m", "bench.holds", "serve", "--http", http, "--loop", loop]
+    if profile:
+        argv += ["--profile", str(profile)]
+    if count_queries:
+        argv += ["--count-queries", str(count_queries)]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url, "PEDRO_DATABASE_URL": database_url,
+        "REDIS_URL": redis_url, "PEDRO_REDIS_URL": redis_url,
+        "PEDRO_REDIS_NAMESPACE": f"pedro-bench-{uuid.uuid4().hex[:10]}", "PEDRO_LOG_LEVEL": log_level,
+    }  # fmt: skip
+    if pool_size:
+        env["PEDRO_INGRESS_POOL_MAX_SIZE"] = str(pool_size)
+    if pythonpath:  # e.g. a directory with httptools and uvloop, not in the project's venv
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH")) if p)
+    return IngressProcess(env, log_path, TOKEN, argv=argv)
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -237,15 +175,6 @@ def _request(method: str, path: str, body: bytes | None = None) -> bytes:
 
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"
-
-
-async def _get_status(host: str, port: int, path: bytes) -> int:
-    conn = await HttpConn.open(host, port)
-    try:
-        status, _ = await conn.request(b"GET " + path + b" HTTP/1.1\r\nHost: bench\r\n\r\n")
-        return status
-    finally:
-        conn.close()
 
 
 @dataclass(slots=True)
@@ -550,8 +479,8 @@ class HoldsRun:
         self.rates = rates
         self.concurrency = concurrency
         self.say = say
-        self.ingress = IngressProcess(database_url=dsn, redis_url=redis_url, log_path=log_path, log_level=log_level,
-                                      **ingress)  # fmt: skip
+        self.ingress = ingress_process(database_url=dsn, redis_url=redis_url, log_path=log_path, log_level=log_level,
+                                       **ingress)  # fmt: skip
         self.closed: list[ClosedLoop] = []
         self.open: list[OpenLoop] = []
 

@@ -223,7 +223,7 @@ async def _open_hold(conn: asyncpg.Connection, hold_id: str) -> _Books:
 
 
 async def capture(
-    conn: asyncpg.Connection, hold_id: str, request: CaptureRequest, settings: Settings, labels: OperationTypes
+    conn: asyncpg.Connection, hold_id: str, request: CaptureRequest, labels: OperationTypes
 ) -> Answer:
     """POST /v1/holds/{id}/capture: charge the usage (a "UsageHistory" row whose id is the
     hold's), give back the rest. A hold resolved already answers its resolution (200); one past
@@ -259,7 +259,7 @@ async def capture(
         return books.answer(200)
 
 
-async def release(conn: asyncpg.Connection, hold_id: str, settings: Settings, by: str = "http") -> Answer:
+async def release(conn: asyncpg.Connection, hold_id: str, by: str = "http") -> Answer:
     """POST /v1/holds/{id}/release (or ops): everything held comes back. A hold resolved already
     (expired included) answers its resolution (200)."""
     async with conn.transaction():

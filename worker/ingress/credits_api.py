@@ -67,9 +67,15 @@ def _path_id(request: Request, name: str) -> str:
         raise HttpError(404, "not_found", f"no such {name}") from None
 
 
-async def _run(request: Request, work: Callable[[asyncpg.Connection], Awaitable[JSONResponse]]) -> JSONResponse:
+def _authorized(request: Request) -> Ingress:
+    """The ingress's state, once the bearer token is checked (first, before anything is read)."""
     state = ingress(request)
     require_bearer(request, state.settings.api_tokens)
+    return state
+
+
+async def _run(request: Request, state: Ingress,
+               work: Callable[[asyncpg.Connection], Awaitable[JSONResponse]]) -> JSONResponse:  # fmt: skip
     try:
         async with _pool(state).acquire() as conn:
             return await work(conn)
@@ -94,17 +100,17 @@ def _answer(request: Request, answer: holds.Answer) -> JSONResponse:
 
 
 async def post_hold(request: Request) -> JSONResponse:
-    state = ingress(request)
-    require_bearer(request, state.settings.api_tokens)
+    state = _authorized(request)
     hold_request = await _body(request, HoldRequest)
 
     async def work(conn: asyncpg.Connection) -> JSONResponse:
         return _answer(request, await holds.place(conn, hold_request, state.settings, state.labels))
 
-    return await _run(request, work)
+    return await _run(request, state, work)
 
 
 async def get_hold(request: Request) -> JSONResponse:
+    state = _authorized(request)
     hold_id = _path_id(request, "hold_id")
 
     async def work(conn: asyncpg.Connection) -> JSONResponse:
@@ -116,32 +122,32 @@ async def get_hold(request: Request) -> JSONResponse:
         return json_response(request, {"hold": holds.hold_view(row).model_dump(mode="json"),
                                        "balance": balance.model_dump(exclude={"waiting"})})  # fmt: skip
 
-    return await _run(request, work)
+    return await _run(request, state, work)
 
 
 async def capture_hold(request: Request) -> JSONResponse:
-    state = ingress(request)
-    require_bearer(request, state.settings.api_tokens)
+    state = _authorized(request)
     hold_id = _path_id(request, "hold_id")
     capture = await _body(request, CaptureRequest, optional=True)
 
     async def work(conn: asyncpg.Connection) -> JSONResponse:
-        return _answer(request, await holds.capture(conn, hold_id, capture, state.settings, state.labels))
+        return _answer(request, await holds.capture(conn, hold_id, capture, state.labels))
 
-    return await _run(request, work)
+    return await _run(request, state, work)
 
 
 async def release_hold(request: Request) -> JSONResponse:
-    state = ingress(request)
+    state = _authorized(request)
     hold_id = _path_id(request, "hold_id")
 
     async def work(conn: asyncpg.Connection) -> JSONResponse:
-        return _answer(request, await holds.release(conn, hold_id, state.settings))
+        return _answer(request, await holds.release(conn, hold_id))
 
-    return await _run(request, work)
+    return await _run(request, state, work)
 
 
 async def get_balance(request: Request) -> JSONResponse:
+    state = _authorized(request)
     clerk = _path_id(request, "clerk_user_id")
 
     async def work(conn: asyncpg.Connection) -> JSONResponse:
@@ -150,7 +156,7 @@ async def get_balance(request: Request) -> JSONResponse:
             raise HttpError(404, "unknown_user", f"no user {clerk}")
         return json_response(request, found.model_dump())
 
-    return await _run(request, work)
+    return await _run(request, state, work)
 
 
 def _cursor(value: str | None) -> tuple[datetime, str] | None:
@@ -168,6 +174,7 @@ def _next_cursor(at: datetime, event_id: str) -> str:
 
 
 async def get_movements(request: Request) -> JSONResponse:
+    state = _authorized(request)
     clerk = _path_id(request, "clerk_user_id")
     after = _cursor(request.query_params.get("cursor"))
     limit_text = request.query_params.get("limit", "50")
@@ -187,4 +194,4 @@ async def get_movements(request: Request) -> JSONResponse:
         cursor = _next_cursor(last["created_at"], last["event_id"]) if last is not None else None
         return json_response(request, MovementsPage(movements=page, nextCursor=cursor).model_dump(mode="json"))
 
-    return await _run(request, work)
+    return await _run(request, state, work)

@@ -11,20 +11,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
 
-from .. import clock, db
+from .. import clock
 from ..ledger.grants import OVERDRAFT
 from ..logs import get_logger
 from ..repo import grants_ops as repo
 from ..repo.grants_ops import GrantRow
 from ..settings import Settings
 from .text import cell
-from .waiting import READ_TIMEOUT_S
+from .waiting import panel_view
 
 log = get_logger("pedro.ops.grants")
 
@@ -133,20 +132,7 @@ async def expiry_overview(
 
 
 async def expiry_view(settings: Settings, *, days: int = EXPIRED_DAYS) -> dict[str, Any] | None:
-    """`expiry_overview` on a connection of its own, for the dashboard and `/metrics`: None
-    without a DATABASE_URL, {"error": …} when PostgreSQL does not answer in time."""
-    if settings.database_url is None:
-        return None
-
-    async def read() -> dict[str, Any]:
-        conn = await db.connect(settings.require_database_url())
-        try:
-            return await expiry_overview(conn, clock.now(), days=days)
-        finally:
-            await conn.close()
-
-    try:
-        return await asyncio.wait_for(read(), READ_TIMEOUT_S)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.warning("credit_expiry_read_failed", error=type(exc).__name__)
-        return {"error": f"PostgreSQL unreachable ({type(exc).__name__})"}
+    """`expiry_overview` for the dashboard and `/metrics` (waiting.panel_view: None without a
+    DATABASE_URL, {"error": …} when PostgreSQL does not answer in time)."""
+    return await panel_view(settings, lambda conn: expiry_overview(conn, clock.now(), days=days),
+                            "credit_expiry_read_failed")

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,13 +20,13 @@ from typing import Any
 
 import asyncpg
 
-from .. import clock, db
+from .. import clock
 from ..logs import get_logger
 from ..repo import holds_ops as repo
 from ..repo.holds_ops import OpsHold
 from ..settings import Settings
 from .text import cell, format_age
-from .waiting import READ_TIMEOUT_S
+from .waiting import panel_view
 
 log = get_logger("pedro.ops.holds")
 
@@ -192,7 +191,7 @@ class Released:
     balance: dict[str, int] | None  # remaining, held, available after a release (as the API's)
 
 
-async def release_hold(conn: asyncpg.Connection, hold_id: str, settings: Settings) -> Released | None:
+async def release_hold(conn: asyncpg.Connection, hold_id: str) -> Released | None:
     """Release one hold as ops (`worker.domain.holds.release`, by "ops"): its credits go back, or,
     when it was past its expiry, it is released as expired. A hold already resolved is left as
     it is (not even its user's balance is locked). None when there is no such hold."""
@@ -203,7 +202,7 @@ async def release_hold(conn: asyncpg.Connection, hold_id: str, settings: Setting
         return None
     if before.status != "held":
         return Released(hold_summary(before, clock.now()), False, None)
-    answer = await release(conn, hold_id, settings, by="ops")
+    answer = await release(conn, hold_id, by="ops")
     after = await repo.get_hold(conn, hold_id)
     assert after is not None
     released = not answer.replayed  # replayed: resolved before the balance lock was ours
@@ -280,20 +279,6 @@ async def holds_overview(conn: asyncpg.Connection, now: datetime) -> dict[str, A
 
 
 async def holds_view(settings: Settings) -> dict[str, Any] | None:
-    """`holds_overview` on a connection of its own, for the dashboard and `/metrics`: None
-    without a DATABASE_URL, {"error": …} when PostgreSQL does not answer in time."""
-    if settings.database_url is None:
-        return None
-
-    async def read() -> dict[str, Any]:
-        conn = await db.connect(settings.require_database_url())
-        try:
-            return await holds_overview(conn, clock.now())
-        finally:
-            await conn.close()
-
-    try:
-        return await asyncio.wait_for(read(), READ_TIMEOUT_S)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.warning("holds_read_failed", error=type(exc).__name__)
-        return {"error": f"PostgreSQL unreachable ({type(exc).__name__})"}
+    """`holds_overview` for the dashboard and `/metrics` (waiting.panel_view: None without a
+    DATABASE_URL, {"error": …} when PostgreSQL does not answer in time)."""
+    return await panel_view(settings, lambda conn: holds_overview(conn, clock.now()), "holds_read_failed")

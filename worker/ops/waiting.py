@@ -17,10 +17,10 @@ The `pedro-worker waiting …` commands are in `waiting_cli.py`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -38,6 +38,7 @@ log = get_logger("pedro.ops.waiting")
 
 DROPPED = "dropped"  # the rejection reason of a drop
 OLDEST_SHOWN = 5  # oldest events on the dashboard
+T = TypeVar("T")
 READ_TIMEOUT_S = 3.0  # the web process's read: a scrape must not hang on PostgreSQL
 MAX_DROP_REASON = 500
 MAX_DROPPED_BY = 100
@@ -103,30 +104,42 @@ async def overview(conn: asyncpg.Connection, *, oldest: int = 0) -> dict[str, An
     return view
 
 
-async def read_overview(settings: Settings, *, oldest: int = 0) -> dict[str, Any]:
-    """`overview` on a connection of its own (the web process and `stats` hold no pool). Raises
-    OSError, TimeoutError or asyncpg errors when PostgreSQL does not answer in time."""
+async def read_briefly(settings: Settings, read: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """`read` on a connection of its own (the web process and `stats` hold no pool), within
+    READ_TIMEOUT_S. Raises OSError, TimeoutError or asyncpg errors when PostgreSQL does not
+    answer in time."""
 
-    async def read() -> dict[str, Any]:
+    async def run() -> T:
         conn = await db.connect(settings.require_database_url())
         try:
-            return await overview(conn, oldest=oldest)
+            return await read(conn)
         finally:
             await conn.close()
 
-    return await asyncio.wait_for(read(), READ_TIMEOUT_S)
+    return await asyncio.wait_for(run(), READ_TIMEOUT_S)
 
 
-async def waiting_view(settings: Settings, *, oldest: int = 0) -> dict[str, Any] | None:
-    """`read_overview` for `stats`, the dashboard and `/metrics`: None without a DATABASE_URL,
-    {"error": …} when PostgreSQL does not answer (the Redis figures are still shown)."""
+async def panel_view(settings: Settings, read: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
+                     failed: str) -> dict[str, Any] | None:  # fmt: skip
+    """`read_briefly` for `stats`, the dashboard and `/metrics`: None without a DATABASE_URL,
+    {"error": …} when PostgreSQL does not answer (logged as `failed`; the rest is still shown)."""
     if settings.database_url is None:
         return None
     try:
-        return await read_overview(settings, oldest=oldest)
+        return await read_briefly(settings, read)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.warning("waiting_read_failed", error=type(exc).__name__)
+        log.warning(failed, error=type(exc).__name__)
         return {"error": f"PostgreSQL unreachable ({type(exc).__name__})"}
+
+
+async def read_overview(settings: Settings, *, oldest: int = 0) -> dict[str, Any]:
+    """`overview` on a connection of its own (read_briefly)."""
+    return await read_briefly(settings, lambda conn: overview(conn, oldest=oldest))
+
+
+async def waiting_view(settings: Settings, *, oldest: int = 0) -> dict[str, Any] | None:
+    """`overview` for `stats`, the dashboard and `/metrics` (panel_view)."""
+    return await panel_view(settings, lambda conn: overview(conn, oldest=oldest), "waiting_read_failed")
 
 
 def text_lines(view: dict[str, Any] | None) -> list[str]:
