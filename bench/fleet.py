@@ -34,6 +34,15 @@ from worker.settings import ROOT, Settings
 _POLL_S = 0.005
 
 
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a process's log, indented, for an error message."""
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n  " + "\n  ".join(text)
+
+
 class FleetError(RuntimeError):
     pass
 
@@ -116,11 +125,7 @@ class Fleet:
             raise FleetError(f"{self.module}: worker fleet exited (code {code})" + self._tail())
 
     def _tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        return "\n  " + "\n  ".join(text)
+        return log_tail(self.log_path, lines)
 
     def terminate(self) -> None:
         """Ask the fleet to shut down gracefully (dramatiq takes a few seconds); `stop` waits."""
@@ -230,11 +235,7 @@ class IngressProcess:
         return self.proc.pid if self.proc else None
 
     def _tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        return "\n  " + "\n  ".join(text)
+        return log_tail(self.log_path, lines)
 
     def start(self, timeout_s: float = 30) -> IngressProcess:
         with open(self.log_path, "ab") as out:
