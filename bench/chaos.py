@@ -29,6 +29,7 @@ the order in which the crashes let events through.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ from pydantic import SecretStr
 from bench.chaos_workload import (PLAN_CREDITS, PLAN_ID, STARTING_CREDITS, HoldCase, HoldPlan, Workload,
                                   make_holds, make_workload)  # fmt: skip
 from bench.fleet import IngressProcess
+from bench.notify_checks import check_notifications
 from bench.verify import check_chaos_holds
 from worker import db
 from worker.broker import QUEUES, build_broker
@@ -137,6 +139,8 @@ class ChaosReport:
     hold_retry_reasons: dict[str, int] = field(default_factory=dict)
     holds: dict[str, int] = field(default_factory=dict)
     hold_findings: list[str] = field(default_factory=list)
+    notifications: dict[str, int] = field(default_factory=dict)  # written, by type
+    notification_findings: list[str] = field(default_factory=list)
     applied: int = 0
     rejected: int = 0
     dead_letters: int = 0
@@ -195,6 +199,9 @@ class ChaosReport:
             f"waited, released      {self.waited:>9}  {self.waited_reasons or ''} (worker.waiting)",
             f"still waiting         {self.still_waiting:>9}",
             *self.hold_lines(),
+            f"notifications         {sum(self.notifications.values()):>9}  {self.notifications or ''} (the outbox)",
+            f"notification findings {len(self.notification_findings):>9}",
+            *(f"    {finding}" for finding in self.notification_findings[:10]),
             f"lost                  {self.lost:>9}",
             f"applied twice         {self.applied_twice:>9}",
             f"wrong balances        {self.wrong_balances:>9}",
@@ -204,6 +211,7 @@ class ChaosReport:
 
 
 _TOKEN = "chaos-" + uuid.uuid4().hex  # the ingress's one API token, for the hold driver
+_NOTIFY_SECRET = "whsec_" + base64.b64encode(uuid.uuid4().bytes * 2).decode()
 
 
 class HoldDriver:
@@ -419,7 +427,11 @@ class ChaosRun:
                    "PEDRO_MIN_BACKOFF_MS": "200", "PEDRO_MAX_BACKOFF_MS": "2000", "PEDRO_MAX_RETRIES": str(retries),
                    "PEDRO_HEARTBEAT_TIMEOUT_MS": "4000", "PEDRO_MAINTENANCE_CHANCE": "200000",
                    "PEDRO_WAITING_SWEEP_MS": "500", "PEDRO_WAITING_RESEND_MS": "30000",
-                   "PEDRO_GRANT_SWEEP_MS": "500", "PEDRO_LOG_LEVEL": "WARNING"}  # fmt: skip
+                   "PEDRO_GRANT_SWEEP_MS": "500", "PEDRO_LOG_LEVEL": "WARNING",
+                   # notifications on (nothing delivers them here): the outbox is checked for
+                   # what the crashes may have lost or invented (bench/notify_checks.py)
+                   "PEDRO_NOTIFY_URL": "http://127.0.0.1:9/unused", "PEDRO_NOTIFY_SECRET": _NOTIFY_SECRET,
+                   "PEDRO_NOTIFY_LOW_THRESHOLDS": "50,10%"}  # fmt: skip
             self.workers = [WorkerProcess(env, cfg.threads, cfg.log_dir / f"worker-{n}.log") for n in range(cfg.workers)]
             self.started = time.monotonic()
             logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per hold request
@@ -650,6 +662,7 @@ class ChaosRun:
             drift = await find_balance_drift(conn)
             grant_drift = await find_grant_drift(conn)
             holds = await check_chaos_holds(conn, plan, down=r.blackout_down, up=r.blackout_up)
+            r.notifications, notice_findings = await check_notifications(conn)
             waited = await conn.fetch("SELECT reason, count(*) AS n FROM worker.waiting GROUP BY reason")
             r.waited_reasons = {row["reason"]: row["n"] for row in waited}
             r.waited = sum(r.waited_reasons.values())
@@ -694,6 +707,11 @@ class ChaosRun:
                               f"{': ' + str((drift + grant_drift)[0]) if drift or grant_drift else ''}")  # fmt: skip
         if r.hold_findings:
             r.problems.append(f"{len(r.hold_findings)} hold findings")
+        r.notification_findings = notice_findings
+        if notice_findings:
+            r.problems.append(f"{len(notice_findings)} notification findings, e.g. {notice_findings[:3]}")
+        if not r.notifications.get("credits.granted"):
+            r.problems.append("no credits.granted notification: the run no longer exercises the outbox")
         if self.plan and self.cfg.blackout and not r.holds.get("expired while no worker ran"):
             r.problems.append("no hold expired while no worker ran: the run no longer exercises the sweep")
         if r.still_waiting:

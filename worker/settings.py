@@ -6,13 +6,16 @@ printing the settings never shows a password; use `mask_url` for anything that i
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .notify.config import Endpoint, Threshold
 
 ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = ROOT / "sql"
@@ -102,6 +105,26 @@ class Settings(BaseSettings):
     # expire and allowances to start (one sweep at a time among all processes).
     grant_sweep_ms: int = Field(10_000, ge=50)
 
+    # Notifications (worker/notify/, docs/notifications.md): signed webhooks to the app, written
+    # to an outbox by the transaction that causes them. None are written while no endpoint is
+    # set. Endpoints: a JSON list [{"name", "url", "secret": "whsec_…", "events": [types or "*"]}],
+    # or one endpoint named `app` from notify_url + notify_secret (+ notify_events, comma-separated).
+    notify_endpoints: Annotated[list[Endpoint], NoDecode] = []
+    _targets: tuple | None = PrivateAttr(None)  # (what notify_targets was made from, it)
+    notify_url: str | None = None
+    notify_secret: SecretStr | None = None
+    notify_events: Annotated[list[str], NoDecode] = ["*"]
+    # credits.low: balances crossing down through these (comma-separated: `20,10%`; a percentage
+    # is of the user's current plan allowance), once per threshold per period (each grant starts one).
+    notify_low_thresholds: Annotated[list[Threshold], NoDecode] = []
+    notify_expiring_days: float = Field(3.0, gt=0)  # credits.expiring: this long before a grant expires
+    notify_waiting_after_s: int = Field(3_600, ge=1)  # event.waiting: an event waiting this long
+    # Delivery (`pedro-worker notify`): the wait before each retry, then `failed` (Svix's schedule).
+    notify_retry_schedule_s: Annotated[list[float], NoDecode] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]
+    notify_timeout_s: float = Field(15.0, gt=0)
+    notify_concurrency: int = Field(16, ge=1)  # deliveries in flight per dispatcher
+    notify_poll_ms: int = Field(500, ge=10)  # how often the dispatcher looks for due deliveries
+
 
     # Ops (`worker/ops/`): dashboard (/ops) and /metrics auth, stats, background reconcile.
     ops_token: SecretStr | None = None  # Bearer token, or typed into the dashboard's login form
@@ -139,6 +162,56 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [token.strip() for token in value.split(",") if token.strip()]
         return value
+
+    @field_validator("notify_endpoints", mode="before")
+    @classmethod
+    def _parse_endpoints(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []
+        return value
+
+    @field_validator("notify_events", mode="before")
+    @classmethod
+    def _split_events(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [e.strip() for e in value.split(",") if e.strip()]
+        return value
+
+    @field_validator("notify_low_thresholds", mode="before")
+    @classmethod
+    def _parse_thresholds(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Threshold.parse(t) for t in value.split(",") if t.strip()]
+        return [Threshold.parse(str(t)) if not isinstance(t, Threshold) else t for t in value]  # type: ignore[union-attr]
+
+    @field_validator("notify_retry_schedule_s", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(t) for t in value.split(",") if t.strip()]
+        return value
+
+    @property
+    def notify_targets(self) -> list[Endpoint]:
+        """Every endpoint notifications go to: notify_endpoints, and notify_url's `app`. Asked
+        for by every ledger transaction: remembered for the settings it was made from."""
+        if not self.notify_endpoints and not self.notify_url:
+            return []
+        key = (tuple(self.notify_endpoints), self.notify_url, self.notify_secret, tuple(self.notify_events))
+        if self._targets is None or self._targets[0] != key:
+            self._targets = (key, self._make_targets())
+        return self._targets[1]
+
+    def _make_targets(self) -> list[Endpoint]:
+        targets = list(self.notify_endpoints)
+        if self.notify_url:
+            if self.notify_secret is None:
+                from .errors import ConfigError
+
+                raise ConfigError("PEDRO_NOTIFY_URL is set without PEDRO_NOTIFY_SECRET (whsec_…)")
+            targets.append(Endpoint(name="app", url=self.notify_url, secret=self.notify_secret,
+                                    events=tuple(self.notify_events)))  # fmt: skip
+        return targets
 
     def require_database_url(self) -> str:
         from .errors import ConfigError

@@ -26,7 +26,7 @@ ORDER BY expires_at, hold_id
 SELECT
     (SELECT coalesce(json_agg(json_build_array(g.grant_id, g.source, g.remaining, g.priority,
                                                extract(epoch FROM g.effective_at)::float8,
-                                               extract(epoch FROM g.expires_at)::float8)
+                                               extract(epoch FROM g.expires_at)::float8, g.amount)
                               ORDER BY g.priority, g.expires_at NULLS LAST, g.effective_at, g.created_at,
                                        g.grant_id), '[]')
      FROM worker.credit_grant g WHERE g.user_id = $1 AND g.state = 'live')::text AS grants,

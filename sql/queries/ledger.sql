@@ -70,7 +70,7 @@ LEFT JOIN "CreditBalance" cb ON cb.id = u."creditBalanceId"
 -- nobody else changes their grants meanwhile.
 -- $3 "User".id values, packed (worker/repo/packed.py): $1 separator, $2 NULL marker
 SELECT g.user_id, g.grant_id, g.source, g.remaining, g.priority,
-       extract(epoch FROM g.effective_at)::float8, extract(epoch FROM g.expires_at)::float8
+       extract(epoch FROM g.effective_at)::float8, extract(epoch FROM g.expires_at)::float8, g.amount
 FROM worker.credit_grant g
 WHERE g.user_id = ANY((string_to_array($3, $1, $2))[2:]) AND g.state = 'live'
 ORDER BY g.user_id, g.priority, g.expires_at NULLS LAST, g.effective_at, g.created_at, g.grant_id

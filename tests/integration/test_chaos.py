@@ -56,8 +56,8 @@ async def test_the_hold_check_sees_a_second_resolution_a_wrong_charge_and_an_ove
     for c in cases:
         assert (await holds.place(conn, HoldRequest(**c.request()), settings, labels)).status == 201
         c.placed = True
-    await holds.capture(conn, "h-http", CaptureRequest(credits=7), labels)
-    await holds.release(conn, "h-release")
+    await holds.capture(conn, "h-http", CaptureRequest(credits=7), settings, labels)
+    await holds.release(conn, "h-release", settings)
     await conn.execute(
         "INSERT INTO worker.rejection (event_id, event_type, reason, detail, payload)"
         " VALUES ('use-after', 'usage.recorded', 'hold_already_captured', 'test', '{}')")  # fmt: skip

@@ -50,13 +50,13 @@ async def place(conn, settings, hold_id: str, clerk: str, credits: int, *, ttl: 
 
 
 async def capture(conn, settings, hold_id: str, credits: int) -> None:
-    answer = await domain.capture(conn, hold_id, CaptureRequest(credits=credits), LABELS)
+    answer = await domain.capture(conn, hold_id, CaptureRequest(credits=credits), settings, LABELS)
     assert answer.status == 200 and answer.body.hold.status == "captured", answer
 
 
 async def release(conn, settings, hold_id: str) -> None:
     """The app's release (POST /v1/holds/{id}/release)."""
-    answer = await domain.release(conn, hold_id)
+    answer = await domain.release(conn, hold_id, settings)
     assert answer.body.hold.status == "released", answer
 
 
@@ -238,13 +238,13 @@ async def test_releasing_a_hold_past_its_expiry_releases_it_as_expired(conn, set
     await make_user(conn, "user_ed", credits=100)
     await place(conn, settings, "h1", "user_ed", 30, ttl=60)
     clock.advance(timedelta(minutes=5))  # due; no sweep ran
-    result = await release_hold(conn, "h1")
+    result = await release_hold(conn, "h1", settings)
     assert result is not None and result.released and result.hold["status"] == "expired"
     assert release_line(result) == ("hold h1 was past its expiry: released as expired: 30 credits back "
                                     "to user_ed (status expired; balance now 100, 0 held, 100 available)")  # fmt: skip
     assert await movements(conn, "h1") == [("hold/h1", "hold", -30, "hold for AI_TEXT_CHAT"),
                                            ("release/h1", "release", 30, "hold expired")]  # fmt: skip
-    assert await release_hold(conn, "nope") is None
+    assert await release_hold(conn, "nope", settings) is None
 
 
 async def test_credits_released_back_to_a_grant_that_ended_meanwhile_expire_and_show_with_the_hold(
@@ -257,7 +257,7 @@ async def test_credits_released_back_to_a_grant_that_ended_meanwhile_expire_and_
     await place(conn, settings, "h1", "user_ho", 20)  # from promo/p1
     clock.advance(timedelta(minutes=2))
     assert await sweep(conn, settings) == 0  # promo/p1 expires (its 30 left); the hold is not due
-    result = await release_hold(conn, "h1")
+    result = await release_hold(conn, "h1", settings)
     assert result is not None and result.released and await balance(conn, "user_ho") == 0
 
     shown = json.loads(pedro("holds", "show", "h1", "--json", database_url=database_url).stdout)

@@ -178,7 +178,7 @@ async def _apply_payment_event(
     elif event.eventType in REVERSAL_EVENTS:
         note = "reversal_before_grant"  # kept in the payment's facts: applied when it is granted
     if grant is not None and books is not None:
-        await books.close(conn, grant)
+        await books.close(conn, grant, settings)
     return PaymentResult(clerk, account and account.user_id, grant and grant.plan_id, note)
 
 
@@ -232,7 +232,7 @@ async def regrant(
                 conn, facts, settlement.grant, books, settings,
                 "refund or chargeback recorded before the regrant",
             )  # fmt: skip
-            await books.close(conn, grant)
+            await books.close(conn, grant, settings)
             return RegrantResult(grant.note if grant.outcome == "refused" else "granted",
                                  f"plan {grant.plan_id}, {grant.credits} credits"
                                  + (f" ({moved})" if moved else ""))  # fmt: skip
@@ -249,7 +249,8 @@ async def start_allowance(conn: asyncpg.Connection, books: Books, due: DueStart,
     if grant is None or grant.outcome != "granted":
         return False
     await books.load_own(conn, due.reference)
-    books.wallet.start(Grant.at(due.grant_id, due.source, 0, due.priority, due.effective_at, due.expires_at))
+    books.wallet.start(Grant.at(due.grant_id, due.source, 0, due.priority, due.effective_at, due.expires_at,
+                                     due.amount))
     books.starting(due.grant_id, due.amount)
     settlement = start_payment_allowance(grant, due.grant_id, due.amount, debt=books.debt)
     books.write(grant.grant_id, settlement)

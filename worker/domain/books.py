@@ -20,6 +20,8 @@ from ..ledger.grants import Allocation, Grant, NewGrant, Wallet, encode
 from ..repo import billing as repo
 from ..repo import grants as grants_repo
 from ..repo import ledger as ledger_repo
+from ..notify import outbox
+from ..settings import Settings
 from .payments import GrantState, Settlement
 
 
@@ -113,11 +115,13 @@ class Books:
                             "restored credits of an expired grant", expire)  # fmt: skip
         self.debt = settlement.debt
 
-    async def close(self, conn: asyncpg.Connection, grant: GrantState | None) -> None:
-        """Write the movements, the balance, the grants, the debt and the payment's grant."""
+    async def close(self, conn: asyncpg.Connection, grant: GrantState | None, settings: Settings) -> None:
+        """Write the movements, the balance, the grants, the debt and the payment's grant, and
+        the notifications they make (credits granted, reversed or expired, a low balance)."""
         if self.plan.journal_rows:
             self.plan.balance_deltas[self.account.balance_id] = self.balance - self.account.balance
             await ledger_repo.write_ledger(conn, self.plan)
+            await outbox.record_plan(conn, settings, self.plan, [self.account])
         if self.debt != self.opening_debt:
             await repo.save_debt(conn, self.account.user_id, self.debt)
         if grant is not None:

@@ -79,7 +79,7 @@ async def settle_due(
             began = await start_allowance(conn, books, start, settings)
             states.append((start.grant_id, "live" if began else "voided", None if began else now))
             started += began
-        await books.close(conn, None)
+        await books.close(conn, None, settings)
     await repo.set_grant_states(conn, states)
     await holds_repo.resolve_holds(conn, resolutions, now)
     return expired, started, len(resolutions)

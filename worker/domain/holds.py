@@ -32,6 +32,7 @@ from ..ledger.operation_types import OperationTypes
 from ..logs import get_logger
 from ..repo import holds as repo
 from ..repo import ledger as ledger_repo
+from ..notify import outbox
 from ..settings import Settings
 
 log = get_logger("pedro.holds")
@@ -100,11 +101,13 @@ class _Books:
                               available=rules.available(self.balance, self.wallet, self.now))  # fmt: skip
         return Answer(status, HoldAnswer(hold=hold_view(self.row), balance=balance), replayed, error)
 
-    async def write(self, conn: asyncpg.Connection, decided: Sequence[tuple] = ()) -> None:
+    async def write(self, conn: asyncpg.Connection, settings: Settings, decided: Sequence[tuple] = ()) -> None:
+        """The plan, and its notifications (a hold that expired on the way, a low balance)."""
         if self.plan.journal_rows:
             self.plan.balance_deltas[self.account.balance_id] = self.balance - self.account.balance
         resolved = await ledger_repo.write_ledger(conn, self.plan, decided, self.now)
         assert resolved == len(self.plan.hold_resolutions), "a hold resolved twice under its balance lock"
+        await outbox.record_plan(conn, settings, self.plan, [self.account])
 
 
 async def _lock(conn: asyncpg.Connection, clerk_user_id: str) -> Account:
@@ -174,7 +177,7 @@ async def _place(conn: asyncpg.Connection, request: HoldRequest, request_hash: s
     if books.row is not None:
         if books.row.request_hash != request_hash:  # (the same request names the same user)
             raise HoldRefused(409, "idempotency_conflict", f"hold {request.id} exists with another request")
-        await books.write(conn)  # what the user's due holds released
+        await books.write(conn, settings)  # what the user's due holds released
         return books.answer(201, replayed=True)
     if request.operationType is not None:
         await _check_label(conn, labels, request.operationType)
@@ -206,7 +209,7 @@ async def _place(conn: asyncpg.Connection, request: HoldRequest, request_hash: s
                                     details, request.overCapture, request_hash, encode(taken), expires_at, now))  # fmt: skip
     # The hold's id is an idempotency key like an event's: claimed in worker.event_log, so an
     # event that reuses it is refused as a conflict (and the other way round).
-    await books.write(conn, [(hold.hold_id, "hold.placed", request_hash, account.clerk_user_id, None)])
+    await books.write(conn, settings, [(hold.hold_id, "hold.placed", request_hash, account.clerk_user_id, None)])
     books.row = repo.HoldRow(hold, request_hash, None, None, None, details, now, expires_at, None)
     return books.answer(201)
 
@@ -223,7 +226,7 @@ async def _open_hold(conn: asyncpg.Connection, hold_id: str) -> _Books:
 
 
 async def capture(
-    conn: asyncpg.Connection, hold_id: str, request: CaptureRequest, labels: OperationTypes
+    conn: asyncpg.Connection, hold_id: str, request: CaptureRequest, settings: Settings, labels: OperationTypes
 ) -> Answer:
     """POST /v1/holds/{id}/capture: charge the usage (a "UsageHistory" row whose id is the
     hold's), give back the rest. A hold resolved already answers its resolution (200); one past
@@ -233,7 +236,7 @@ async def capture(
         row, hold = books.row, books.row.hold  # type: ignore[union-attr]
         assert row is not None
         if hold.status == rules.EXPIRED:
-            await books.write(conn)  # its release, if this transaction made it
+            await books.write(conn, settings)  # its release, if this transaction made it
             return books.answer(409, error="hold_expired")
         if hold.status != rules.HELD:
             return books.answer(200, replayed=True)
@@ -255,11 +258,11 @@ async def capture(
         details = compact(request.details).decode() if request.details is not None else row.details
         books.plan.usage_rows.append((hold_id, hold.user_id, books.account.balance_id, op, charged, details,
                                       books.now.astimezone(UTC).replace(tzinfo=None)))  # fmt: skip
-        await books.write(conn)
+        await books.write(conn, settings)
         return books.answer(200)
 
 
-async def release(conn: asyncpg.Connection, hold_id: str, by: str = "http") -> Answer:
+async def release(conn: asyncpg.Connection, hold_id: str, settings: Settings, by: str = "http") -> Answer:
     """POST /v1/holds/{id}/release (or ops): everything held comes back. A hold resolved already
     (expired included) answers its resolution (200)."""
     async with conn.transaction():
@@ -270,7 +273,7 @@ async def release(conn: asyncpg.Connection, hold_id: str, by: str = "http") -> A
             books.resolve(row, "release", rules.release(books.wallet, row.hold, books.now), hold_id,
                           f"released ({by})", rules.RELEASED, by)  # fmt: skip
             books.held -= row.hold.credits
-            await books.write(conn)
+            await books.write(conn, settings)
             return books.answer(200)
-        await books.write(conn)  # what the user's due holds released (this one included, maybe)
+        await books.write(conn, settings)  # what the user's due holds released (this one included, maybe)
         return books.answer(200, replayed=row.resolved_at is not None and row.resolved_at < books.now)

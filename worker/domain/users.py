@@ -28,6 +28,7 @@ import asyncpg
 from ..events import UserDeleted, user_event_adapter
 from ..ledger.decide import APPLIED, Outcome
 from ..repo import users as repo
+from ..notify import notices, outbox
 from ..settings import Settings
 from .each import Family, reject
 
@@ -85,10 +86,16 @@ async def _upsert(
     # billing events recorded before the user existed (or before the app created it) get its id
     await repo.link_subscription_events(conn, event.clerkUserId, user_id)
     starter_granted = True
+    granted_now = False
     if balance_id is not None and settings.starter_credits:
-        starter_granted = await repo.grant_starter_credits(
+        starter_granted = granted_now = await repo.grant_starter_credits(
             conn, event.clerkUserId, user_id, balance_id, settings.starter_credits
         )
+    if balance_id is not None:  # written once per Clerk id (the notice's key)
+        starter_key = f"starter/{event.clerkUserId}" if granted_now else None
+        await outbox.record(conn, settings, notices.provisioned(
+            user_id, event.clerkUserId, event.email, settings.starter_credits, starter_key,
+            settings.starter_credits if granted_now else 0, active=not deleted))  # fmt: skip
     if newer:
         await repo.save_user_state(conn, event.clerkUserId, profile_updated_at=event.updatedAt)
     if conflict:

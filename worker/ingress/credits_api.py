@@ -131,7 +131,7 @@ async def capture_hold(request: Request) -> JSONResponse:
     capture = await _body(request, CaptureRequest, optional=True)
 
     async def work(conn: asyncpg.Connection) -> JSONResponse:
-        return _answer(request, await holds.capture(conn, hold_id, capture, state.labels))
+        return _answer(request, await holds.capture(conn, hold_id, capture, state.settings, state.labels))
 
     return await _run(request, state, work)
 
@@ -141,7 +141,7 @@ async def release_hold(request: Request) -> JSONResponse:
     hold_id = _path_id(request, "hold_id")
 
     async def work(conn: asyncpg.Connection) -> JSONResponse:
-        return _answer(request, await holds.release(conn, hold_id))
+        return _answer(request, await holds.release(conn, hold_id, state.settings))
 
     return await _run(request, state, work)
 

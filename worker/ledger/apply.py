@@ -46,6 +46,7 @@ from ..events import (
 )
 from ..logs import get_logger
 from .. import waiting
+from ..notify import outbox
 from ..repo import holds as holds_repo
 from ..repo import ledger as repo
 from ..settings import Settings
@@ -306,6 +307,7 @@ async def _apply_pass(
                     rejections.append((o.event_id, _raw_type(batch.raw_events[i]), "idempotency_conflict",
                                        waiting.CONFLICT_DETAIL, safe_payload(batch.raw_events[i])))  # fmt: skip
         await repo.insert_rejections(conn, rejections)
+        await outbox.record_plan(conn, settings, plan, accounts.values(), rejections)
 
     if opened is not None:
         opened.committed(plan.openings)

@@ -47,12 +47,13 @@ class Grant:
     priority: int
     effective: float
     expires: float | None = None
+    amount: int = 0  # what it gave (a percentage threshold of credits.low is of a plan grant's)
 
     @classmethod
     def at(cls, grant_id: str, source: str, remaining: int, priority: int, effective_at: datetime,
-           expires_at: datetime | None = None) -> Grant:  # fmt: skip
+           expires_at: datetime | None = None, amount: int = 0) -> Grant:  # fmt: skip
         return cls(grant_id, source, remaining, priority, effective_at.timestamp(),
-                   None if expires_at is None else expires_at.timestamp())  # fmt: skip
+                   None if expires_at is None else expires_at.timestamp(), amount)  # fmt: skip
 
     def usable(self, now: float) -> bool:
         return (self.remaining > 0 and self.source != OVERDRAFT and self.effective <= now
@@ -163,7 +164,7 @@ class Wallet:
         self.created[new.grant_id] = new
         if new.state == "live":
             self.grants[new.grant_id] = Grant.at(new.grant_id, new.source, new.remaining, new.priority,
-                                                 new.effective_at, new.expires_at)  # fmt: skip
+                                                 new.effective_at, new.expires_at, new.amount)  # fmt: skip
             self._order = None
 
     def end(self, grant_id: str) -> Grant:

@@ -191,7 +191,7 @@ class Released:
     balance: dict[str, int] | None  # remaining, held, available after a release (as the API's)
 
 
-async def release_hold(conn: asyncpg.Connection, hold_id: str) -> Released | None:
+async def release_hold(conn: asyncpg.Connection, hold_id: str, settings: Settings) -> Released | None:
     """Release one hold as ops (`worker.domain.holds.release`, by "ops"): its credits go back, or,
     when it was past its expiry, it is released as expired. A hold already resolved is left as
     it is (not even its user's balance is locked). None when there is no such hold."""
@@ -202,7 +202,7 @@ async def release_hold(conn: asyncpg.Connection, hold_id: str) -> Released | Non
         return None
     if before.status != "held":
         return Released(hold_summary(before, clock.now()), False, None)
-    answer = await release(conn, hold_id, by="ops")
+    answer = await release(conn, hold_id, settings, by="ops")
     after = await repo.get_hold(conn, hold_id)
     assert after is not None
     released = not answer.replayed  # replayed: resolved before the balance lock was ours

@@ -63,7 +63,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         pool = await db.request_pool(settings, max_size=1)
         try:
             async with pool.acquire() as conn:
-                return await _release(conn, args)
+                return await _release(conn, args, settings)
         finally:
             await pool.close()
     conn = await db.connect(settings.require_database_url())
@@ -111,7 +111,7 @@ def _confirmed(view: dict) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-async def _release(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+async def _release(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
     from ..domain.holds import HoldRefused
 
     view = await hold_view(conn, args.hold_id)
@@ -121,7 +121,7 @@ async def _release(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
         print("nothing released (answer y, or pass --yes)")
         return EXIT_FAIL
     try:
-        result = await release_hold(conn, args.hold_id)
+        result = await release_hold(conn, args.hold_id, settings)
     except asyncpg.LockNotAvailableError:
         print(f"pedro-worker: the balance of {view['clerk_user_id']} is held by another transaction; "
               "nothing released, try again", file=sys.stderr)  # fmt: skip
