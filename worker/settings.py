@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .notify.config import Endpoint, Threshold
@@ -191,6 +191,17 @@ class Settings(BaseSettings):
             return [float(t) for t in value.split(",") if t.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _check_targets(self) -> Settings:
+        """A notification endpoint set wrong fails at start, not at the first ledger write."""
+        from .errors import ConfigError
+
+        try:
+            self.notify_targets
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
     @property
     def notify_targets(self) -> list[Endpoint]:
         """Every endpoint notifications go to: notify_endpoints, and notify_url's `app`. Asked
@@ -211,6 +222,12 @@ class Settings(BaseSettings):
                 raise ConfigError("PEDRO_NOTIFY_URL is set without PEDRO_NOTIFY_SECRET (whsec_…)")
             targets.append(Endpoint(name="app", url=self.notify_url, secret=self.notify_secret,
                                     events=tuple(self.notify_events)))  # fmt: skip
+        names = [t.name for t in targets]
+        if len(set(names)) < len(names):
+            from .errors import ConfigError
+
+            raise ConfigError(f"two notification endpoints share a name ({sorted(names)}); "
+                              "PEDRO_NOTIFY_URL's is `app`")  # fmt: skip
         return targets
 
     def require_database_url(self) -> str:

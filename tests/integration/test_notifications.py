@@ -198,3 +198,22 @@ async def test_a_hold_that_takes_the_balance_below_20_notifies_low_and_its_expir
     assert await sweep(conn, settings) == 0
     [expired] = await notifications(conn, "hold.expired")
     assert (expired["key"], expired["data"]["credits"], expired["data"]["balance"]) == ("hold.expired/h1", 40, 50)
+
+
+async def test_an_invalid_event_sent_twice_in_one_message_is_one_rejection_notice_and_the_rest_applies(
+    conn, settings
+):
+    await make_user(conn, "user_bad", credits=100)
+    invalid = {"type": "usage.recorded", "clerkUserId": "user_bad", "credits": 1}  # no id, no operationType
+    result = await apply_usage_batch(conn, [invalid, invalid, usage("user_bad", id="good", credits=5)], settings)
+    assert [o.status for o in result.outcomes] == ["rejected", "rejected", "applied"]
+    [rejected] = await notifications(conn, "usage.rejected")
+    assert rejected["data"]["reason"] == "validation_error" and rejected["endpoints"] == ["app"]
+
+
+def test_two_endpoints_with_one_name_are_refused(settings):
+    from worker.errors import ConfigError
+
+    twice = settings.model_copy(update={"notify_endpoints": [endpoint("app"), endpoint("app")]})
+    with pytest.raises(ConfigError, match="share a name"):
+        twice.notify_targets

@@ -106,6 +106,7 @@ class Wallet:
     grants: dict[str, Grant]  # in burn order when read (worker/repo/ledger.py find_live_grants)
     changes: dict[str, list[int]] = field(default_factory=dict)  # id -> [remaining, expired, opening, amount]
     created: dict[str, NewGrant] = field(default_factory=dict)
+    ended: dict[str, Grant] = field(default_factory=dict)  # grants this transaction took out of the live set
     _order: list[Grant] | None = None
 
     @classmethod
@@ -170,7 +171,8 @@ class Wallet:
     def end(self, grant_id: str) -> Grant:
         """The grant leaves the live set (it expired)."""
         self._order = None
-        return self.grants.pop(grant_id)
+        grant = self.ended[grant_id] = self.grants.pop(grant_id)
+        return grant
 
     def expire(self, grant_id: str, carry: NewGrant | None = None) -> tuple[int, Allocation]:
         """The grant ends at its expiry: its remaining credits expire, but for what `carry` (a

@@ -7,8 +7,9 @@ user, the threshold and the period: it fires when the balance crosses the thresh
 at most once per threshold per period, however often the balance goes back and forth across it.
 
 A period starts with each grant that brings credits: the user's newest live grant names it (a
-plan renewal, a pack, the starter credits). A percentage threshold is of the user's newest live
-plan grant; a user with none has only the absolute thresholds.
+plan renewal, a pack, the starter credits; one the transaction itself expired still counts). A
+percentage threshold is of the user's newest live plan grant; a user with none has only the
+absolute thresholds.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def _user(account: Account) -> dict[str, Any]:
 
 
 def period_of(wallet: Wallet | None) -> tuple[str, int | None]:
-    """(the period: the newest live grant's id, the newest live plan grant's credits)."""
+    """(the period: the newest live grant's id, the newest live plan grant's credits). A grant
+    the transaction ended (expired) still counts: a crossing its expiry causes is its period's."""
     newest = plan = None
-    for g in wallet.grants.values() if wallet is not None else ():
+    grants = [*wallet.grants.values(), *wallet.ended.values()] if wallet is not None else ()
+    for g in grants:
         if g.source == OVERDRAFT:
             continue
         if newest is None or g.effective >= newest.effective:

@@ -24,8 +24,11 @@ async def record(conn: asyncpg.Connection, settings: Settings, notices: Sequence
     targets = settings.notify_targets
     if not notices or not targets:
         return 0
-    rows = [(n.key, n.webhook_id, n.type, n.clerk_user_id, _encode(n.data).decode()) for n in notices]
-    deliveries = rules.for_endpoints(notices, {e.name: e for e in targets})
+    once: dict[str, Notice] = {}
+    for n in notices:  # a key twice in one call (an invalid event sent twice in a message): the first
+        once.setdefault(n.key, n)
+    rows = [(n.key, n.webhook_id, n.type, n.clerk_user_id, _encode(n.data).decode()) for n in once.values()]
+    deliveries = rules.for_endpoints(list(once.values()), {e.name: e for e in targets})
     return await repo.insert_notifications(conn, rows, deliveries)
 
 
