@@ -99,6 +99,11 @@ def run_dev(settings: Settings, *, demo: bool = True) -> int:
         print(f"  ingress   {ingress_url}  (POST /v1/events, webhooks; docs/ingress.md)")
         print(f"  dashboard {ingress_url}/ops/  (queues, workers, ledger, waiting, dead letters; /metrics)")
         print(f"  try       {curl_example(ingress_url, token)}")
+        if settings.notify_targets:  # notifications are written only when an endpoint is set
+            from .notify.dispatch import DispatcherThread
+
+            stack.enter_context(DispatcherThread(settings))
+            print(f"  notify    delivering to {', '.join(e.name for e in settings.notify_targets)}")
         try:  # Ctrl-C may come as soon as the line below is out
             print("  worker running; Ctrl-C to stop\n", flush=True)
             while not stop.wait(0.5):

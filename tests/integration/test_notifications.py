@@ -4,14 +4,17 @@ test_notify_delivery.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import random
+import time
 from datetime import timedelta
 
 import pytest
 
 from tests.integration.family_helpers import billing, plan, user_created
 from tests.integration.helpers import T0, balance, make_user, refund, usage
+from tests.integration.notify_helpers import Dispatcher, Receiver
 from worker import clock
 from worker.domain.billing import BILLING
 from worker.domain.each import apply_each
@@ -26,13 +29,23 @@ SECRET = "whsec_" + base64.b64encode(b"pedro-notification-test-secret!").decode(
 
 
 def endpoint(name: str = "app", events: tuple[str, ...] = ("*",)) -> Endpoint:
+    """An endpoint nothing delivers to in these tests (no dispatcher runs)."""
     return Endpoint(name=name, url="http://127.0.0.1:9/hooks", secret=SECRET, events=events)
 
 
 @pytest.fixture
-def settings(settings):
-    """The test settings with one endpoint taking every type and a low threshold of 20."""
-    return with_thresholds(settings.model_copy(update={"notify_endpoints": [endpoint()]}), "20")
+def receiver():
+    """A local receiver that verifies every delivery with the standardwebhooks library."""
+    receiver = Receiver(secret=SECRET).up()
+    yield receiver
+    receiver.down()
+
+
+@pytest.fixture
+def settings(settings, receiver):
+    """The test settings with one endpoint (the receiver) taking every type and a low threshold of 20."""
+    app = receiver.endpoint()
+    return with_thresholds(settings.model_copy(update={"notify_endpoints": [app]}), "20")
 
 
 @pytest.fixture(autouse=True)
@@ -58,11 +71,13 @@ def with_thresholds(settings, text: str):
     return settings.model_copy(update={"notify_low_thresholds": [Threshold.parse(t) for t in text.split(",")]})
 
 
-async def test_a_balance_crossing_20_notifies_credits_low_once_through_a_thousand_events_and_duplicates(
-    conn, broker, worker
+async def test_a_balance_crossing_20_sends_credits_low_once_through_a_thousand_events_and_duplicates(
+    conn, broker, worker, receiver, database_url, tmp_path
 ):
     """The balance goes 21 -> 20 -> 21 -> 20 … around the threshold, every event published
-    twice: the crossing is notified once (per threshold per period), with one delivery."""
+    twice: the crossing is notified once (per threshold per period), and the receiver gets it
+    once, verified with the standardwebhooks library."""
+    dispatcher = Dispatcher(database_url, [receiver.endpoint()], tmp_path / "notify.log")
     await make_user(conn, "user_low", credits=21)
     events = []
     for i in range(500):
@@ -80,6 +95,15 @@ async def test_a_balance_crossing_20_notifies_credits_low_once_through_a_thousan
     assert low["clerk_user_id"] == "user_low" and low["endpoints"] == ["app"]
     assert low["data"]["threshold"] == 20 and low["data"]["previousBalance"] > 20 >= low["data"]["balance"]
     assert await notifications(conn, "credits.depleted") == []
+
+    deadline = time.monotonic() + 30
+    while not receiver.arrivals and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1)  # time for anything more to arrive
+    dispatcher.stop()
+    assert receiver.unverified == []
+    [arrival] = receiver.arrivals
+    assert arrival.type == "credits.low" and arrival.payload["data"]["threshold"] == 20
 
 
 async def test_nothing_is_written_while_no_endpoint_is_set(conn, settings):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 
@@ -51,7 +53,12 @@ class Endpoint(BaseModel):
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith("whsec_"):
+        text = value.get_secret_value()
+        try:
+            key = base64.b64decode(text.removeprefix("whsec_"), validate=True) if text.startswith("whsec_") else b""
+        except binascii.Error:
+            key = b""
+        if not key:
             raise ValueError("a notification secret is 'whsec_<base64>' (Standard Webhooks)")
         return value
 
