@@ -132,10 +132,16 @@ def _worker(settings: Settings, processes: int | None, threads: int | None) -> i
     return EXIT_FAIL  # not reached
 
 
-def _schema(out: str | None) -> int:
+def _schema(out: str | None, notifications: bool = False, openapi: bool = False) -> int:
     from .events import json_schemas
+    from .notify.payloads import json_schema as notification_schema
 
-    text = json.dumps(json_schemas(), indent=2) + "\n"
+    if openapi:
+        from .ingress.openapi import render
+
+        text = render()
+    else:
+        text = json.dumps(notification_schema() if notifications else json_schemas(), indent=2) + "\n"
     if out:
         Path(out).write_text(text)
         print(f"wrote {out}")
@@ -170,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
 
     sub.add_parser("ingress", help="serve the HTTP ingress: /v1/events and webhooks (docs/ingress.md)")
+    sub.add_parser("notify", help="deliver notifications to the app's endpoints until SIGTERM (signed webhooks)")
 
     p = sub.add_parser("publish", help="publish events from a JSON-lines file ('-' for stdin)")
     p.add_argument("file", type=Path)
@@ -202,8 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_holds_command(sub)  # holds list|show|release
 
+    from .ops.notifications_cli import add_command as add_notifications_command
+
+    add_notifications_command(sub)  # notifications list|show|redeliver
+
     p = sub.add_parser("schema", help="print (or write) the events' JSON Schema")
     p.add_argument("--out", help=f"file to write, e.g. {ROOT / 'docs' / 'events.schema.json'}")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--notifications", action="store_true",
+                       help="the notifications' bodies instead (docs/notifications.schema.json)")
+    which.add_argument("--openapi", action="store_true",
+                       help="the /v1 API's OpenAPI 3.1 document instead (docs/openapi.json)")
 
     from bench.cli import add_arguments as add_bench_arguments
 
@@ -242,12 +258,16 @@ def main(argv: list[str] | None = None) -> int:
 
             run_ingress(settings)
             return EXIT_OK
+        if args.command == "notify":
+            from .notify.dispatch import run_notify
+
+            return run_notify(settings)
         if args.command == "publish":
             return _publish(settings, args.file, args.batch_size)
         if args.command == "reconcile":
             return _run(_reconcile(settings, args.json))
         if args.command == "schema":
-            return _schema(args.out)
+            return _schema(args.out, args.notifications, args.openapi)
         if args.command == "user":
             from .ops.user_show import run_command as show_user
 
@@ -265,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             from .ops.holds_cli import run as run_holds_command
 
             return run_holds_command(args, settings)
+        if args.command == "notifications":
+            from .ops.notifications_cli import run as run_notifications_command
+
+            return run_notifications_command(args, settings)
         if args.command in ("dlq", "stats", "replay"):
             from .ops.commands import run as run_ops_command
 

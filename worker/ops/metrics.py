@@ -11,7 +11,8 @@ whole cluster. Its families keep dramatiq's names and labels (`dramatiq_messages
 `dramatiq_messages_inprogress`), so dashboards written for that middleware keep working; the
 ledger's own families are `pedro_*`. Waiting events (`pedro_waiting_*`) live in PostgreSQL:
 the web process reads them at scrape time too (`WaitingCollector`), as it reads the credits
-about to expire (`CreditExpiryCollector`) and the credit holds (`HoldsCollector`).
+about to expire (`CreditExpiryCollector`), the credit holds (`HoldsCollector`) and the
+notifications' outbox (`NotificationsCollector`).
 """
 
 from __future__ import annotations
@@ -304,12 +305,55 @@ class HoldsCollector(Collector):
         yield resolved
 
 
+class NotificationsCollector(Collector):
+    """Notifications to the app, read from PostgreSQL at scrape time (worker/ops/notifications.py):
+    the partial indexes of pending and of finished deliveries. The lag,
+    `pedro_notifications_pending_oldest_seconds`, is how long ago the oldest notification still
+    pending was written (alert on it staying above a few minutes: the dispatcher is down or an
+    endpoint keeps failing).
+    `pedro_notifications_failed` counts deliveries whose retries ran out and nobody redelivered
+    (`pedro-worker notifications redeliver --failed`). No family when the read failed
+    (`pedro_postgres_up` already says so)."""
+
+    def __init__(self, view: dict[str, Any]) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        if "error" in self.view:
+            return
+        v = self.view
+        for name, doc, value in (
+            ("pedro_notifications_pending", "Notification deliveries not delivered yet (retries included).",
+             v["pending"]["deliveries"]),
+            ("pedro_notifications_pending_oldest_seconds",
+             "How long ago the oldest notification still pending was written (0: none pending).",
+             v["pending"]["oldest_s"] or 0),
+            ("pedro_notifications_failed", "Deliveries failed for good (retries ran out), not redelivered.",
+             v["failed"]["deliveries"]),
+            ("pedro_notifications_failed_24h", "Deliveries that failed for good in the last 24 hours.",
+             v["failed"]["last_24h"]),
+        ):  # fmt: skip
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], value)
+            yield gauge
+        delivered = GaugeMetricFamily(
+            "pedro_notifications_delivered_24h",
+            "Deliveries delivered in the last 24 hours, per notification type.",
+            labels=["type"],
+        )
+        for notice_type, n in sorted(v["delivered_24h"].items()):
+            delivered.add_metric([notice_type], n)
+        yield delivered
+
+
 def render_metrics(
     reader: StatsReader, waiting: dict[str, Any] | None = None,
     credits: dict[str, Any] | None = None, holds: dict[str, Any] | None = None,
+    notifications: dict[str, Any] | None = None,
 ) -> bytes:  # fmt: skip
     """`waiting`: `ops.waiting.waiting_view`, `credits`: `ops.grants.expiry_view`, `holds`:
-    `ops.holds.holds_view` (None without a DATABASE_URL: no waiting, credit or hold families)."""
+    `ops.holds.holds_view`, `notifications`: `ops.notifications.notifications_view` (None
+    without a DATABASE_URL: no waiting, credit, hold or notification families)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisStatsCollector(reader))
     if waiting is not None:
@@ -318,4 +362,6 @@ def render_metrics(
         registry.register(CreditExpiryCollector(credits))
     if holds is not None:
         registry.register(HoldsCollector(holds))
+    if notifications is not None:
+        registry.register(NotificationsCollector(notifications))
     return generate_latest(registry)

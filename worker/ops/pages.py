@@ -66,6 +66,14 @@ DASHBOARD = Template(
       <span class="muted" id="holds-summary"></span></h2>
     <div id="holds" class="ledger"></div>
   </section>
+  <section class="card" id="notifications-panel">
+    <h2>Notifications <span class="muted">signed webhooks to the app, from the outbox</span>
+      <span class="muted" id="notifications-summary"></span></h2>
+    <div id="notifications-off" class="notice" hidden></div>
+    <div id="notifications" class="ledger"></div>
+    <h3 class="sub">Latest failures</h3>
+    <table class="grid notifications" id="notifications-failures"></table>
+  </section>
   <section class="card">
     <h2>Dead letters <span class="muted" id="dlq-count"></span></h2>
     <div class="toolbar">

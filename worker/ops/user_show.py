@@ -5,8 +5,9 @@ Movements come newest first, a page at a time: keyset pagination on (created_at,
 a page costs the same however deep it is and a movement written meanwhile never shifts the
 next page. The cursor printed under a page is the last movement's key, opaque to the operator.
 The grants (worker/ops/grants.py) are the live ones in burn order, the pending ones and the last
-few that ended; the holds (worker/ops/holds.py) the open ones and the last few resolved. The
-email is masked as the logs mask it; everything else is what the tables hold.
+few that ended; the holds (worker/ops/holds.py) the open ones and the last few resolved; the
+notifications (worker/ops/notifications.py) the last few about the user, with their deliveries.
+The email is masked as the logs mask it; everything else is what the tables hold.
 
 Exit codes: 0 shown, 1 no such user (its waiting events are still shown: they may be what an
 operator is looking for), 2 usage error (a bad --cursor).
@@ -34,6 +35,7 @@ from ..repo.waiting_ops import list_waiting
 from ..settings import Settings
 from . import grants as grants_ops
 from . import holds as holds_ops
+from . import notifications as notifications_ops
 from .text import cell, format_age, utc_time
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
@@ -76,6 +78,7 @@ async def user_view(
         holds = await holds_ops.user_holds(conn, account.user_id, now)
     page, more = movements[:limit], len(movements) > limit
     waiting, waiting_total = await list_waiting(conn, clerk_user_id=clerk_user_id, limit=limit)
+    notifications = await notifications_ops.user_notifications(conn, clerk_user_id, now)
     return {
         "clerk_user_id": clerk_user_id,
         "user": None if account is None else {
@@ -91,6 +94,7 @@ async def user_view(
         "next_cursor": encode_cursor(page[-1]) if more else None,
         "waiting": [_waiting(w, now) for w in waiting],
         "waiting_total": waiting_total,
+        "notifications": notifications,
     }  # fmt: skip
 
 
@@ -151,6 +155,8 @@ def text_lines(view: dict[str, Any], *, limit: int) -> list[str]:
             f"  {format_age(w['age_seconds']):>7}  {w['state']:<8}  {cell(w['event_type'], 24):<24}  "
             f"{cell(w['reason'], 24):<24}  {cell(w['waits_for'], 32):<32}  {cell(w['event_id'], 200)}"
         )  # fmt: skip
+    lines.append("")
+    lines += notifications_ops.text_lines(view["notifications"], view["clerk_user_id"])
     return lines
 
 

@@ -1,11 +1,12 @@
 """The ops dashboard and `/metrics` as Starlette routes.
 
-`ops_routes(settings)` gives `Mount("/ops", …)` (page, login, JSON API, dead-letter and waiting
-actions, static files) and `Route("/metrics", …)`; the ingress adds them to its app, and
+`ops_routes(settings)` gives `Mount("/ops", …)` (page, login, JSON API, dead-letter, waiting
+and notification actions, static files) and `Route("/metrics", …)`; the ingress adds them to its app, and
 `create_app` serves them alone. Redis calls are blocking (the same code serves the CLI), so they
 run in Starlette's thread pool; the waiting events (worker/ops/waiting.py), the credits
-expiring or expired (worker/ops/grants.py) and the credit holds (worker/ops/holds.py) are read
-from PostgreSQL, each on a short connection of its own, side by side.
+expiring or expired (worker/ops/grants.py), the credit holds (worker/ops/holds.py) and the
+notifications' outbox (worker/ops/notifications.py) are read from PostgreSQL, each on a short
+connection of its own, side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import db
 from ..broker import QUEUES
+from ..errors import ConfigError
 from ..logs import get_logger
 from ..settings import Settings
 from . import pages
@@ -36,6 +38,8 @@ from .dlq import DeadLetter, DeadLetters
 from .grants import expiry_view
 from .holds import holds_view
 from .metrics import CONTENT_TYPE_LATEST, render_metrics
+from .notifications import configured_endpoints, deliveries_of, notifications_view, plan_redelivery
+from .notifications import redeliver as redeliver_notification
 from .reconcile import BackgroundReconcile
 from .stats import StatsReader, overview
 from .waiting import OLDEST_SHOWN, NotWaiting, waiting_view
@@ -114,6 +118,7 @@ class OpsApp:
                     Route("/api/overview", self.api_overview),
                     Route("/api/dlq/{action:str}", self.api_dlq, methods=["POST"]),
                     Route("/api/waiting/{action:str}", self.api_waiting, methods=["POST"]),
+                    Route("/api/notifications/{action:str}", self.api_notifications, methods=["POST"]),
                     Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="ops-static"),
                 ],
             ),
@@ -196,9 +201,9 @@ class OpsApp:
         except redis.RedisError as exc:
             return _redis_down(exc)
         self.reconciler.maybe_start(self.client, view["ledger"]["reconcile"])
-        view["waiting"], view["credits"], view["holds"] = await asyncio.gather(
+        view["waiting"], view["credits"], view["holds"], view["notifications"] = await asyncio.gather(
             waiting_view(self.settings, oldest=OLDEST_SHOWN), expiry_view(self.settings),
-            holds_view(self.settings),
+            holds_view(self.settings), notifications_view(self.settings),
         )  # fmt: skip
         return _json(view)
 
@@ -335,14 +340,54 @@ class OpsApp:
             await conn.close()
         return {"done": len(dropped), "missing": 0}
 
+    async def api_notifications(self, request: Request) -> Response:
+        """POST redeliver {"seq": 42, "endpoint": "app"}: that delivery back to pending, due now,
+        attempts from 0, the same webhook id (notifications.redeliver), by the dashboard's user."""
+        posted = await self._post_action(request, ("redeliver",))
+        if isinstance(posted, Response):
+            return posted
+        principal, action, body = posted
+        seq, endpoint = body.get("seq"), body.get("endpoint")
+        if type(seq) is not int or seq < 1 or not isinstance(endpoint, str) or not endpoint:
+            return _json({"error": 'give "seq": a notification number, and "endpoint": a name'}, 400)
+        if self.settings.database_url is None:
+            return _json({"error": "DATABASE_URL not set"}, 503)
+        try:
+            configured = configured_endpoints(self.settings)
+        except ConfigError as exc:
+            return _json({"error": exc.detail}, 409)
+        try:
+            status, result = await self._redeliver(seq, endpoint, configured, f"dashboard ({principal.kind})")
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("ops_notifications_action_failed", action=action, error=type(exc).__name__)
+            return _json({"error": f"PostgreSQL unreachable ({type(exc).__name__})"}, 503)
+        return _json({"action": action, **result}, status)
+
+    async def _redeliver(
+        self, seq: int, endpoint: str, configured: dict[str, Any], by: str
+    ) -> tuple[int, dict[str, Any]]:
+        conn = await db.connect(self.settings.require_database_url())
+        try:
+            found = await deliveries_of(conn, str(seq), endpoint)
+            if found is None or not found[1]:
+                return 404, {"error": f"no delivery of notification {seq} to {endpoint}"}
+            plan = plan_redelivery(found[1], configured)
+            if plan.unconfigured:
+                return 409, {"error": f"endpoint {endpoint} is not configured: nothing would deliver it"}
+            done = await redeliver_notification(conn, plan.targets, by=by)
+        finally:
+            await conn.close()
+        return 200, {"done": len(done), "missing": 1 - len(done)}  # missing: pending already
+
     async def metrics(self, request: Request) -> Response:
         if not self.settings.ops_metrics_public and self.auth.authenticate(request) is None:
             return self._challenge(request, page=False)
         reader = self.reader()
-        waiting, credits, holds = await asyncio.gather(
-            waiting_view(self.settings), expiry_view(self.settings, days=0), holds_view(self.settings)
-        )
-        text = await run_in_threadpool(render_metrics, reader, waiting, credits, holds)
+        waiting, credits, holds, notifications = await asyncio.gather(
+            waiting_view(self.settings), expiry_view(self.settings, days=0), holds_view(self.settings),
+            notifications_view(self.settings),
+        )  # fmt: skip
+        text = await run_in_threadpool(render_metrics, reader, waiting, credits, holds, notifications)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 

@@ -324,10 +324,79 @@
       bars("Resolved by status (24 h)", Object.entries(r).map(([status, n]) => [status, n.holds]), ""));
   }
 
+  // `HTTP 503`, `no answer in 15 s`, `HTTP 503: upstream down` (as `notifications list` shows it).
+  function lastAnswer(d) {
+    const status = d.last_status, error = d.last_error;
+    if (error) return status === null || error.includes(String(status)) ? error : `HTTP ${status}: ${error}`;
+    return status === null ? "—" : `HTTP ${status}`;
+  }
+
+  // The lag is the age of the oldest notification not delivered yet: above lag_alert_s the
+  // dispatcher is down or an endpoint keeps failing. A delivery failed for good waits for an
+  // operator (Redeliver), so any shows as an alert. Endpoints show their host only.
+  function renderNotifications(v) {
+    const x = v.notifications;
+    const off = $("notifications-off");
+    if (!x || x.error) {
+      $("notifications-summary").textContent = x ? `· ${x.error}` : "· DATABASE_URL not set";
+      off.hidden = true;
+      fill($("notifications"));
+      fill($("notifications-failures"));
+      return;
+    }
+    const p = x.pending, f = x.failed;
+    const delivered = Object.entries(x.delivered_24h).filter(([, n]) => n);
+    off.hidden = !x.config_error && x.enabled;
+    off.className = `notice ${x.config_error ? "alert" : ""}`;
+    off.textContent = x.config_error ? `Notifications are misconfigured: ${x.config_error}` :
+      "Notifications are off: no endpoint is configured. To turn them on, set PEDRO_NOTIFY_URL (the app's " +
+      "webhook URL) and PEDRO_NOTIFY_SECRET (whsec_…), or PEDRO_NOTIFY_ENDPOINTS for several, and run the " +
+      "dispatcher (pedro-worker notify).";
+    $("notifications-summary").textContent = (x.enabled ? "" : "· off ") +
+      `· ${fmtInt(p.deliveries)} pending` + (p.deliveries ? ` · lag ${fmtAge(p.oldest_s)}` : "") +
+      ` · ${fmtInt(f.deliveries)} failed · ${fmtInt(sum(delivered.map(([, n]) => n)))} delivered in 24 h`;
+    const lag = stat("oldest pending (lag)", p.oldest_s === null ? "—" : fmtAge(p.oldest_s));
+    lag.id = "notifications-lag";
+    if (p.oldest_s > x.lag_alert_s) lag.classList.add("alert");
+    const failed = stat("failed (retries ran out)", fmtInt(f.deliveries));
+    failed.id = "notifications-failed";
+    if (f.deliveries) failed.classList.add("alert");
+    const configured = new Set(x.endpoints.filter((e) => e.configured).map((e) => e.name));
+    const endpoints = x.endpoints.map((e) => {
+      const oldest = e.pending ? ` (oldest ${fmtAge(e.oldest_s)})` : "";
+      const el = stat(e.name, `${e.configured ? e.host : "NOT CONFIGURED"} · ${fmtInt(e.pending)} pending${oldest} · ${fmtInt(e.failed)} failed`);
+      el.id = `notifications-endpoint-${e.name}`;
+      if (!e.configured) el.classList.add("alert");
+      return el;
+    });
+    fill($("notifications"),
+      h("h3", { text: "Now" }),
+      stat("pending", fmtInt(p.deliveries)), lag, stat("due now", fmtInt(p.due)), stat("in flight", fmtInt(p.in_flight)),
+      failed, stat("failed in the last 24 h", fmtInt(f.last_24h)),
+      h("h3", { text: "Endpoints" }), endpoints.length ? endpoints : h("div", { class: "none", text: "none configured" }),
+      bars("Delivered in the last 24 h by type", delivered, ""));
+
+    const head = h("tr", {}, ["last attempt", "seq", "type", "user", "endpoint", "tries", "last error", ""]
+      .map((t, i) => h("th", { class: [0, 1, 5].includes(i) ? "num" : "", text: t })));
+    const rows = f.latest.map((d) => h("tr", { class: "notification-failure", "data-seq": d.seq, "data-endpoint": d.endpoint },
+      h("td", { class: "num", text: d.last_attempt_at ? `${fmtAge((v.now_ms - Date.parse(d.last_attempt_at)) / 1000)} ago` : "—" }),
+      h("td", { class: "num", text: d.seq }), h("td", {}, h("code", { text: d.type })),
+      h("td", {}, h("code", { text: d.clerk_user_id ?? "—" })), h("td", { class: "name", text: d.endpoint }),
+      h("td", { class: "num", text: d.attempts }),
+      h("td", {}, h("div", { class: "preview", title: d.last_error || "", text: lastAnswer(d) })),
+      h("td", { class: "actions" },
+        h("button", { class: "btn small redeliver", type: "button", disabled: !configured.has(d.endpoint),
+          title: configured.has(d.endpoint) ? null : "endpoint not configured",
+          onclick: () => confirm(`Redeliver notification ${d.seq} (${d.type}) to ${d.endpoint}? Same webhook id: the app dedupes it.`) &&
+            act("redeliver", { seq: d.seq, endpoint: d.endpoint }, "notifications") }, "Redeliver"))));
+    if (!rows.length) rows.push(h("tr", {}, h("td", { class: "empty", colspan: 8, text: "No failed deliveries." })));
+    fill($("notifications-failures"), h("thead", {}, head), h("tbody", {}, rows));
+  }
+
   function render(v) {
     state.view = v;
     renderHeader(v); renderKpis(v); renderCharts(v); renderQueues(v); renderLedger(v); renderWorkers(v);
-    renderWaiting(v); renderDeadLetters(v); renderCredits(v); renderHolds(v);
+    renderWaiting(v); renderDeadLetters(v); renderCredits(v); renderHolds(v); renderNotifications(v);
   }
 
   // --- data and actions ------------------------------------------------------------------------
@@ -366,9 +435,11 @@
   }
 
   const VERBS = { requeue: ["Requeued", "message"], purge: ["Purged", "message"],
-                  release: ["Released", "event"], drop: ["Dropped", "event"] };
+                  release: ["Released", "event"], drop: ["Dropped", "event"],
+                  redeliver: ["Redelivered", "notification"] };
+  const GONE = { dlq: "already gone", waiting: "not waiting", notifications: "pending already" };
 
-  // kind: "dlq" (dead letters) or "waiting"; the POST carries the page's CSRF token.
+  // kind: "dlq" (dead letters), "waiting" or "notifications"; the POST carries the page's CSRF token.
   async function act(action, body, kind = "dlq") {
     if (state.busy) return;
     state.busy = true;
@@ -381,7 +452,7 @@
       const out = await res.json();
       if (!res.ok) throw new Error(out.error || `HTTP ${res.status}`);
       const [verb, noun] = VERBS[action];
-      const gone = kind === "dlq" ? "already gone" : "not waiting";
+      const gone = GONE[kind];
       const inFlight = out.in_flight ? ` (${out.in_flight} already on their way)` : "";
       toast(`${verb} ${out.done} ${noun}${out.done === 1 ? "" : "s"}${out.missing ? ` (${out.missing} ${gone})` : ""}${inFlight}`);
     } catch (err) {
