@@ -1,5 +1,6 @@
 """The ingress ASGI app: authenticate, validate, enqueue; and the synchronous credit API.
 
+    GET  /v1/openapi.json      the /v1 API as OpenAPI 3.1, no auth (openapi.py; docs/openapi.json)
     POST /v1/events            bearer token; one event or a batch (events_api.py)
     /v1/holds…, /v1/users/…    bearer token; holds, balance, movements (credits_api.py): the
                                one part that writes the ledger itself, in one transaction per
@@ -43,6 +44,7 @@ from .context import Ingress, ingress
 from .credits_api import capture_hold, get_balance, get_hold, get_movements, post_hold, release_hold
 from .events_api import post_events
 from .http import HttpError, RequestContext, json_response, on_http_error, on_starlette_error
+from .openapi import openapi_json
 from .webhooks.asaas import asaas_webhook
 from .webhooks.clerk import clerk_webhook
 from .webhooks.vercel_blob import vercel_blob_webhook
@@ -123,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
+            Route("/v1/openapi.json", openapi_json, methods=["GET"]),
             Route("/v1/events", post_events, methods=["POST"]),
             Route("/v1/holds", post_hold, methods=["POST"]),
             Route("/v1/holds/{hold_id}", get_hold, methods=["GET"]),

@@ -39,7 +39,7 @@ from .context import Ingress, ingress
 from .http import HttpError, error_response, json_response, log, parse_json, read_body
 
 M = TypeVar("M", bound=BaseModel)
-_MAX_PAGE = 200
+_DEFAULT_PAGE, _MAX_PAGE = 50, 200
 
 
 def _pool(state: Ingress) -> asyncpg.Pool:
@@ -177,7 +177,7 @@ async def get_movements(request: Request) -> JSONResponse:
     state = _authorized(request)
     clerk = _path_id(request, "clerk_user_id")
     after = _cursor(request.query_params.get("cursor"))
-    limit_text = request.query_params.get("limit", "50")
+    limit_text = request.query_params.get("limit", str(_DEFAULT_PAGE))
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MAX_PAGE:
         raise HttpError(400, "invalid_limit", f"limit is 1..{_MAX_PAGE}")
     limit = int(limit_text)
