@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PATHS = ("a", "a1", "b", "b_part", "c", "c3", "d", "e", "f", "latency", "scale", "g")
+PATHS = ("a", "a1", "b", "b_part", "c", "c3", "cn", "d", "e", "f", "latency", "scale", "g")
 
 # (full, quick) defaults; an explicit option always wins.
 _PRESETS: dict[str, tuple[Any, Any]] = {
@@ -45,6 +45,7 @@ class BenchOptions:
     holds_seconds: float = 10.0  # (g) each closed-loop window and open-loop run
     holds_concurrency: list[int] = field(default_factory=lambda: [8, 32])  # (g) closed-loop connections
     holds_users: int = 1_000  # (g) users the holds are for (the first of the seeded ones)
+    rounds: int = 2  # (c) and its variants (c3, cn) take turns over this many parts of the events
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,8 +68,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distributions", default="uniform,hot", help="uniform,hot (default both)")
     p.add_argument("--paths", default=",".join(PATHS),
                    help=f"what to measure, a subset of {','.join(PATHS)} (default all; b includes its "
-                        "direct replay, f needs c; c3 is c with 3 grants per user, measured in turns "
-                        "with c; g is hold -> capture over HTTP next to GET /healthz)")  # fmt: skip
+                        "direct replay, f needs c; c3 is c with 3 grants per user, cn is c with a "
+                        "notification endpoint and low-balance thresholds, each measured in turns with c; "
+                        "g is hold -> capture over HTTP next to GET /healthz)")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=2,
+                   help="(c) with c3/cn: parts of the events they take turns over, the order reversed "
+                        "from one part to the next (default 2: ABBA); more parts, less weight for "
+                        "bursts of other load on a shared machine")  # fmt: skip
     p.add_argument("--holds-rates", default="200,1000", help="(g): open-loop holds/s, paced (default 200,1000)")
     p.add_argument("--holds-seconds", type=float, help="(g): each closed-loop window and open-loop run [10; quick 1]")
     p.add_argument("--holds-concurrency", default="8,32",
@@ -120,6 +126,7 @@ def options_from_args(args: argparse.Namespace, settings: Any) -> BenchOptions:
         holds_seconds=pick("holds_seconds"),
         holds_concurrency=_ints(args.holds_concurrency, "--holds-concurrency"),
         holds_users=min(args.holds_users, args.users),
+        rounds=_ints(str(args.rounds), "--rounds")[0],  # a positive integer
     )
 
 

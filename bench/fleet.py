@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -68,7 +68,9 @@ class Fleet:
         log_path: Path,
         log_level: str,
         prefetch: int | None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """`env`: more environment for the worker processes (it wins over the bench's own)."""
         self.module = module
         self.processes = processes
         self.threads = threads
@@ -86,6 +88,7 @@ class Fleet:
         }  # fmt: skip
         if prefetch:
             self.env["PEDRO_WORKER_PREFETCH"] = str(prefetch)
+        self.env.update(env or {})
         self.proc: subprocess.Popen | None = None
         self._terminated = False
         self.broker = build_broker(self.settings, worker=False)  # the publisher's side

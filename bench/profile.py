@@ -3,6 +3,7 @@
     .venv/bin/pip install py-spy        # profiling only, not a dependency of the project
     .venv/bin/python -m bench.profile c --events 100000 --out /tmp/pedro-profile
     .venv/bin/python -m bench.profile c --events 100000 --grants 3   # users with three live grants
+    .venv/bin/python -m bench.profile c --events 100000 --notify     # (cn): notifications on
 
 Paths: c (batch messages), d (single-event messages), f (replay of batch messages), e (no-op
 actor). Starts its own embedded servers and a worker fleet exactly as `pedro-worker bench` does,
@@ -31,6 +32,7 @@ from worker.settings import get_settings
 
 from .cpu import CpuMeter
 from .fleet import Fleet
+from . import notify
 from .grants import lay_out_three_grants, three_grant_shares, used_by_user
 from .noop import noop_message
 from .servers import BenchServers
@@ -89,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distribution", default="uniform", choices=["uniform", "hot"])
     parser.add_argument("--grants", type=int, default=1, choices=[1, 3],
                         help="live grants per user (bench/grants.py; 3: the events cross from one to the next)")
+    parser.add_argument("--notify", action="store_true",
+                        help="(cn): an endpoint and the bench's low-balance thresholds configured (bench/notify.py)")
     parser.add_argument("--processes", type=int)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--batch-size", type=int, default=500)
@@ -113,10 +117,15 @@ def main(argv: list[str] | None = None) -> int:
             shares = three_grant_shares(workload.clerk_ids, used_by_user(events))
             asyncio.run(lay_out_three_grants(dsn, shares))
         module = "bench.noop_app" if args.path == "e" else "worker.app"
+        env = notify.NOTIFY_OFF
+        if args.notify:
+            env = notify.fleet_env(notify.thresholds(used_by_user(events), workload.clerk_ids))
+            print(f"PEDRO_NOTIFY_LOW_THRESHOLDS={env['PEDRO_NOTIFY_LOW_THRESHOLDS']}")
         fleet = Fleet(
             module, database_url=dsn, redis_url=servers.redis_url,
             processes=args.processes or settings.worker_processes, threads=args.threads or settings.worker_threads,
             settings=settings, log_path=args.out / "workers.log", log_level=settings.log_level, prefetch=None,
+            env=env,
         ).start()  # fmt: skip
         batch_publisher = Publisher(fleet.broker, batch_size=args.batch_size, validate=False)
         single_publisher = Publisher(fleet.broker, batch_size=1, validate=False)
@@ -153,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         _, err = spy.communicate(timeout=60)
         sampler.join(5)
 
-        print(f"path ({args.path}), {args.distribution}, {args.grants} grant(s) per user: {len(events):,} events in {seconds:.2f}s "
+        print(f"path ({args.path}), {args.distribution}, {args.grants} grant(s) per user"
+              f"{', notifications on' if args.notify else ''}: {len(events):,} events in {seconds:.2f}s "
               f"= {len(events) / seconds:,.0f}/s; {use.render()}")  # fmt: skip
         total = sum(waits.values())
         print("\nPostgreSQL sessions (share of samples):")

@@ -1,4 +1,4 @@
-"""The bench's figures, the targets of issues 6 and 18 and the printed table."""
+"""The bench's figures, the targets of issues 6, 18 and 20 and the printed table."""
 
 from __future__ import annotations
 
@@ -19,14 +19,17 @@ PATHS = {
     "b_part": "    same, users partitioned across lanes",
     "c": "(c) e2e, batch messages",
     "c3": "    same, 3 live grants per user (c3)",
+    "cn": "    same, notifications on (cn)",
     "d": "(d) e2e, single-event messages",
     "e": "(e) dramatiq no-op actor, 1 event/msg",
     "f": "(f) replay e2e, batch messages",
     "f_direct": "(f) replay direct (apply_usage_batch)",
 }
 
-RATIOS = (("c", "a1"), ("c", "a"), ("c", "b"), ("d", "e"), ("c3", "c"), ("c3", "b"))
-RATIO_LABELS = {("c3", "c"): "(c) 3 grants / (c) 1 grant", ("c3", "b"): "(c) 3 grants / (b)"}
+RATIOS = (("c", "a1"), ("c", "a"), ("c", "b"), ("d", "e"), ("c3", "c"), ("c3", "b"), ("cn", "c"))
+RATIO_LABELS = {("c3", "c"): "(c) 3 grants / (c) 1 grant", ("c3", "b"): "(c) 3 grants / (b)",
+                ("cn", "c"): "(c) notifications on / (c)"}  # fmt: skip
+_VARIANTS = ("c3", "cn")  # their ratios are printed only when they were measured
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Report:
     scale: list[ScaleRun] = field(default_factory=list)
     checks: list[tuple[str, str]] = field(default_factory=list)  # (measurement, what was verified)
     crossings: dict[str, int] = field(default_factory=dict)  # dist -> (c3) debits from 2+ grants
+    notified: dict[str, int] = field(default_factory=dict)  # dist -> (cn) credits.low written (= crossings)
     holds_closed: list[ClosedLoop] = field(default_factory=list)  # (g) closed loops, healthz and holds
     holds_open: list[OpenLoop] = field(default_factory=list)  # (g) paced hold -> capture
     holds_setup: str = ""
@@ -118,6 +122,7 @@ class Report:
             check("(d)/(e) >= 0.7", d, self.ratio("d", "e", d), lambda v: v >= 0.7)
             check("(c) 3 grants / (c) 1 grant >= 0.9", d, self.ratio("c3", "c", d), lambda v: v >= 0.9)
             check("(c) 3 grants / (b) >= 0.6", d, self.ratio("c3", "b", d), lambda v: v >= 0.6)
+            check("(c) notifications on / (c) >= 0.9", d, self.ratio("cn", "c", d), lambda v: v >= 0.9)
             check("(f) replay e2e >= 100,000 events/s", d, self.rate("f", d), lambda v: v >= 100_000)
         if self.latency is not None:
             check(f"p99 publish->commit <= 100 ms @ {self.latency.rate:,}/s", "uniform", self.latency.p99_ms,
@@ -148,6 +153,9 @@ class Report:
         if self.crossings:
             out.append("(c3): debits that took from 2-3 grants      "
                        + "".join(f"{_num(self.crossings.get(d)):>14}" for d in dists))  # fmt: skip
+        if self.notified:
+            out.append("(cn): credits.low written (= crossings)     "
+                       + "".join(f"{_num(self.notified.get(d)):>14}" for d in dists))  # fmt: skip
         if self.latency:
             lat = self.latency
             out.append("")
@@ -212,7 +220,7 @@ class Report:
         out.append("")
         out.append(f"{'ratios':<44}" + "".join(f"{d:>14}" for d in dists))
         for top, bottom in RATIOS:
-            if top == "c3" and not self.crossings:
+            if top in _VARIANTS and all(self.rate(top, d) is None for d in dists):
                 continue
             label = RATIO_LABELS.get((top, bottom), f"({top})/({bottom})")
             out.append(f"{label:<44}" + "".join(f"{_num(self.ratio(top, bottom, d), 2):>14}" for d in dists))
@@ -262,6 +270,7 @@ class Report:
                 for t, b in RATIOS
             },
             "grant_crossings": self.crossings,
+            "low_notifications": self.notified,
             "latency": asdict(self.latency) if self.latency else None,
             "rss_mb": {"per_process": self.rss_per_process_mb, "fleet": self.rss_fleet_mb},
             "scale_out": [{**asdict(s), "rate": s.rate, "cores": s.cpu and s.cpu.total_cores} for s in self.scale],

@@ -3,10 +3,11 @@
 Order: per distribution (a) naive baseline, (b) ceiling and its direct replay, (b) again with
 users partitioned across the lanes (what the SQL does without lock waits), then one worker
 fleet for (c) batch messages, (f) their replay and (d) single-event messages (and, on the uniform
-fleet, the latency run) — (c) measured in turns with (c3), the same events on a second fleet
-whose users hold three grants each (`Bench.grants_compared`) — then (g) holds over HTTP through
-an ingress process (bench/holds.py); then (e) the no-op fleet; then the scale-out runs. Each measurement has
-its own database copied from the seeded template, or new event ids on the fleet's database.
+fleet, the latency run) — (c) measured in turns with its variants, the same events on fleets of
+their own: (c3) whose users hold three grants each, (cn) with notifications on (`Bench.compared`)
+— then (g) holds over HTTP through an ingress process (bench/holds.py); then (e) the no-op fleet;
+then the scale-out runs. Each measurement has its own database copied from the seeded template,
+or new event ids on the fleet's database. Every fleet but (cn)'s runs with notifications off.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from worker import db
 from worker.publisher import Publisher
 from worker.settings import ROOT, Settings
 
+from . import notify
 from .cli import BenchOptions
 from .cpu import CpuMeter, CpuUse
 from .fleet import Fleet, FleetError
@@ -50,6 +53,7 @@ from .workload import START_CREDITS, Expected, Workload
 
 _CHUNK_MESSAGES = 10  # batch messages per pipelined publish call
 _SINGLE_CHUNK = 500  # single-event messages per pipelined publish call
+VARIANTS = ("c3", "cn")  # variants of (c), measured in turns with it (Bench.compared)
 
 
 def aio(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -65,6 +69,17 @@ def say(text: str) -> None:
 
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@dataclass
+class Variant:
+    """A variant of (c) measured in turns with it: the same events, its own fleet and database.
+    `verify`, once every turn has run: what was checked (it raises ExactlyOnceViolation)."""
+
+    path: str
+    fleet: Fleet
+    dsn: str
+    verify: Callable[[], str]
 
 
 def _code_version() -> str:
@@ -102,11 +117,14 @@ class Bench:
         self.report.checks.append((measurement, summary))
         return summary
 
-    def _fleet(self, module: str, dsn: str, processes: int, name: str) -> Fleet:
+    def _fleet(self, module: str, dsn: str, processes: int, name: str,
+               env: Mapping[str, str] | None = None) -> Fleet:  # fmt: skip
+        """A started fleet; notifications off unless `env` turns them on."""
         fleet = Fleet(
             module, database_url=dsn, redis_url=self.servers.redis_url, processes=processes,
             threads=self.opts.threads, settings=self.settings, log_path=self.logs / f"{name}.log",
             log_level=self.opts.worker_log_level, prefetch=self.opts.prefetch,
+            env={**notify.NOTIFY_OFF, **(env or {})},
         )  # fmt: skip
         self.fleets.append(fleet)
         return fleet.start()
@@ -229,12 +247,12 @@ class Bench:
                 ("f", f"(f) e2e replay, {dist}", events, self._publish_batches, False),
                 ("d", f"(d) e2e single-event messages, {dist}", singles, self._publish_singles, True),
             )
-            wanted = self.opts.paths | ({"c"} if self.opts.paths & {"f", "c3"} else set())  # both need (c)
+            wanted = self.opts.paths | ({"c"} if self.opts.paths & {"f", *VARIANTS} else set())  # all need (c)
             for path, label, batch, publish, new in runs:
                 if path not in wanted:
                     continue
-                if path == "c" and "c3" in self.opts.paths:
-                    self.grants_compared(dist, fleet, dsn, events, expected)
+                if path == "c" and self.opts.paths & set(VARIANTS):
+                    self.compared(dist, fleet, dsn, events, expected)
                     continue
                 seconds, cpu = self._measure(fleet, publish(fleet, batch), len(batch))
                 self._no_dead_letters(fleet, label)
@@ -247,52 +265,98 @@ class Bench:
         finally:
             self._stop(fleet, product=True)
 
-    def grants_compared(self, dist: str, fleet: Fleet, dsn: str, events: list[dict], expected: Expected) -> None:
-        """(c) with one live grant per user (`fleet`, on `dsn`) and (c3) with three, on a fleet
-        and database of its own (bench/grants.py), the same events through both. Measured in
-        turns, ABBA — (c) first half, (c3) first half, (c3) second half, (c) second half — so
-        that the machine's drift during the run weighs on both alike; each figure is its two
-        halves' events over their seconds."""
-        used = used_by_user(events)
-        shares = three_grant_shares(self.workload.clerk_ids, used)
-        dsn3 = aio(self.servers.new_database())
-        aio(lay_out_three_grants(dsn3, shares))
-        fleet3 = self._fleet("worker.app", dsn3, self.opts.processes, f"e2e-grants-{dist}")
-        size = self.opts.batch_size
-        middle = max(size, len(events) // 2 // size * size) if len(events) > size else len(events)
-        halves = [events[:middle], events[middle:]]
-        measured: dict[str, tuple[float, CpuUse | None]] = {"c": (0.0, None), "c3": (0.0, None)}
-        turns = (("c", 0), ("c3", 0), ("c3", 1), ("c", 1))
-        rates: list[str] = []
+    def compared(self, dist: str, fleet: Fleet, dsn: str, events: list[dict], expected: Expected) -> None:
+        """(c) (`fleet`, on `dsn`: one live grant per user, notifications off) and the variants
+        among --paths, each on a fleet and database of its own, the same events through all.
+        Measured in turns over `--rounds` consecutive parts of the events (2 by default), the
+        order reversed from one part to the next — (c), (c3), (cn) over the first half, then (cn),
+        (c3), (c) over the second — so that the machine's drift during the run weighs on all
+        alike; each figure is all its parts' events over their seconds."""
+        variants: list[Variant] = []
         try:
-            for path, half in turns:
-                if not halves[half]:
-                    continue
-                which = fleet if path == "c" else fleet3
-                seconds, cpu = self._measure(which, self._publish_batches(which, halves[half]), len(halves[half]))
+            if "c3" in self.opts.paths:
+                variants.append(self._three_grants(dist, events))
+            if "cn" in self.opts.paths:
+                variants.append(self._notifications_on(dist, events))
+            measured = self._in_turns(dist, [("c", fleet), *((v.path, v.fleet) for v in variants)], events)
+        finally:
+            for variant in variants:  # all shut down at once: dramatiq takes a few seconds
+                self._stop(variant.fleet, product=True)
+            for variant in variants:
+                variant.fleet.stop()
+                self.fleets.remove(variant.fleet)
+        expected.apply(events)
+        label = f"(c) e2e batch messages, one grant per user, {dist}"
+        verified = self._check(label, lambda: verify_product(dsn, expected, label, grants=True))
+        seconds, cpu = measured["c"]
+        self._record("c", dist, len(events), seconds, verified, cpu)
+        for variant in variants:
+            seconds, cpu = measured[variant.path]
+            self._record(variant.path, dist, len(events), seconds, variant.verify(), cpu)
+            aio(self.servers.drop_database(variant.dsn))
+
+    def _in_turns(self, dist: str, fleets: list[tuple[str, Fleet]],
+                  events: list[dict]) -> dict[str, tuple[float, CpuUse | None]]:  # fmt: skip
+        """path -> (seconds, CPU) of `events` through each fleet, in the parts and turns of `compared`."""
+        size = self.opts.batch_size
+        batches = -(-len(events) // size)
+        cuts = [batches * k // self.opts.rounds * size for k in range(self.opts.rounds)] + [len(events)]
+        parts = [events[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]  # whole batches, but the last
+        measured: dict[str, tuple[float, CpuUse | None]] = {path: (0.0, None) for path, _ in fleets}
+        rates: list[str] = []
+        for n, part in enumerate(parts):
+            for path, which in fleets if n % 2 == 0 else reversed(fleets):
+                seconds, cpu = self._measure(which, self._publish_batches(which, part), len(part))
                 self._no_dead_letters(which, f"({path}) {dist}")
                 total, sofar = measured[path]
                 measured[path] = (total + seconds, cpu if sofar is None else sofar.plus(cpu))
-                rates.append(f"({path}) {len(halves[half]) / seconds:,.0f}/s")
-            say(f"  (c) and (c3) in turns, {dist}: " + ", ".join(rates))
-        finally:
-            self._stop(fleet3, product=True)
-            fleet3.stop()
-            self.fleets.remove(fleet3)
+                rates.append(f"({path}) {len(part) / seconds:,.0f}/s")
+        say(f"  {', '.join(f'({path})' for path, _ in fleets)} in turns, {dist}: " + ", ".join(rates))
+        return measured
+
+    def _three_grants(self, dist: str, events: list[dict]) -> Variant:
+        """(c3): users with three live grants each (bench/grants.py)."""
+        used = used_by_user(events)
+        shares = three_grant_shares(self.workload.clerk_ids, used)
+        dsn = aio(self.servers.new_database())
+        aio(lay_out_three_grants(dsn, shares))
+        fleet = self._fleet("worker.app", dsn, self.opts.processes, f"e2e-grants-{dist}")
+
+        def verify() -> str:
+            expected = Expected(self.workload.clerk_ids)
+            expected.apply(events)
+            remaining = expected_three_grants(shares, expected.balances, START_CREDITS, used)
+            label = f"(c3) e2e batch messages, three grants per user, {dist}"
+            verified = self._check(label, lambda: verify_product(dsn, expected, label, grant_remaining=remaining))
+            crossings = aio(count_crossings(dsn))
+            self.report.crossings[dist] = crossings
+            return f"{verified}; {crossings:,} debits took from 2-3 grants"
+
+        return Variant("c3", fleet, dsn, verify)
+
+    def _notifications_on(self, dist: str, events: list[dict]) -> Variant:
+        """(cn): an endpoint and low-balance thresholds configured (bench/notify.py)."""
+        expected = Expected(self.workload.clerk_ids)
         expected.apply(events)
-        expected3 = Expected(self.workload.clerk_ids)
-        expected3.apply(events)
-        remaining = expected_three_grants(shares, expected3.balances, START_CREDITS, used)
-        label = f"(c) e2e batch messages, one grant per user, {dist}"
-        verified = self._check(label, lambda: verify_product(dsn, expected, label, grants=True))
-        self._record("c", dist, len(events), measured["c"][0], verified, measured["c"][1])
-        label3 = f"(c3) e2e batch messages, three grants per user, {dist}"
-        verified3 = self._check(label3, lambda: verify_product(dsn3, expected3, label3, grant_remaining=remaining))
-        crossings = aio(count_crossings(dsn3))
-        self.report.crossings[dist] = crossings
-        self._record("c3", dist, len(events), measured["c3"][0],
-                     f"{verified3}; {crossings:,} debits took from 2-3 grants", measured["c3"][1])  # fmt: skip
-        aio(self.servers.drop_database(dsn3))
+        thresholds = notify.thresholds(used_by_user(events), self.workload.clerk_ids)
+        lows = notify.expected_lows(events, expected.balances, thresholds)
+        dsn = aio(self.servers.new_database())
+        env = notify.fleet_env(thresholds)
+        fleet = self._fleet("worker.app", dsn, self.opts.processes, f"e2e-notify-{dist}", env)
+        say(f"  (cn) {dist}: PEDRO_NOTIFY_LOW_THRESHOLDS={','.join(thresholds)}")
+
+        def verify() -> str:
+            label = f"(cn) e2e batch messages, notifications on, {dist}"
+
+            async def both() -> str:
+                product = await verify_product(dsn, expected, label, grants=True)
+                return f"{product}; {await notify.verify_notifications(dsn, lows, label)}"
+
+            verified = self._check(label, both)
+            self.report.notified[dist] = sum(len(c) for c in lows.values())
+            return verified
+
+        return Variant("cn", fleet, dsn, verify)
 
     def latency(self, fleet: Fleet, dsn: str, dist: str, expected: Expected) -> None:
         count = max(1, int(self.opts.latency_rate * self.opts.latency_seconds))
@@ -401,7 +465,7 @@ class Bench:
             if "b_part" in paths:
                 self.ceiling_partitioned(dist)
             with_latency = dist == latency_dist and self.opts.latency_seconds > 0 and "latency" in paths
-            if paths & {"c", "c3", "d", "f"} or with_latency:
+            if paths & {"c", *VARIANTS, "d", "f"} or with_latency:
                 self.end_to_end(dist, with_latency=with_latency)
             if "g" in paths:
                 self.holds_http(dist)
@@ -437,7 +501,9 @@ def _header(opts: BenchOptions, settings: Settings, info: ServerInfo) -> dict[st
                    f"pool_max_size {settings.pool_max_size}, log level {opts.worker_log_level}; "
                    f"(a)/(b) on {opts.processes} processes x {opts.connections} connections",
         "workload": f"{opts.users:,} users, batch {opts.batch_size} events/message, "
-                    f"usage.recorded with explicit credits, seed {opts.seed}",
+                    f"usage.recorded with explicit credits, seed {opts.seed}"
+                    + (f"; (c) and {'/'.join(sorted(opts.paths & set(VARIANTS)))} in turns over {opts.rounds} parts"
+                       if opts.paths & set(VARIANTS) else ""),
         "code": _code_version(),
     }  # fmt: skip
 

@@ -18,8 +18,11 @@ CREATE INDEX notification_type_idx ON worker.notification (type, created_at DESC
 -- One row per notification and endpoint it goes to (the endpoints are settings: those whose
 -- event filter took it when it was written). A lane (endpoint, user) delivers one at a time,
 -- lowest seq first: the next waits while its predecessor is pending.
+-- No foreign key to worker.notification: both rows are written by one statement
+-- (insert_notifications), and a key check per delivery row cost the ledger's transaction more
+-- than the rest of the outbox write (planned as a scan on a young table; docs/performance.md).
 CREATE TABLE worker.notification_delivery (
-    seq             BIGINT NOT NULL REFERENCES worker.notification (seq) ON DELETE CASCADE,
+    seq             BIGINT NOT NULL,              -- worker.notification.seq
     endpoint        TEXT NOT NULL,            -- the endpoint's name in the settings
     lane            TEXT NOT NULL,            -- clerk user id ('' for none)
     status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 TINY = [
     "--events", "300", "--single-events", "60", "--users", "40", "--batch-size", "50",
     "--latency-rate", "100", "--latency-seconds", "1.5", "--scale-out", "1,2", "--scale-events", "150",
-    "--paths", "a,a1,b,b_part,c,c3,d,e,f,latency,scale",  # (g), over HTTP, has its own case below
+    "--paths", "a,a1,b,b_part,c,c3,cn,d,e,f,latency,scale",  # (g), over HTTP, has its own case below
 ]  # fmt: skip
 TINY_HOLDS = [
     "--paths", "g", "--users", "40", "--holds-users", "20", "--holds-seconds", "0.6", "--holds-rates", "100",
@@ -51,12 +51,13 @@ def test_tiny_bench_completes_and_verifies_exactly_once(pg_url: str, redis_url: 
     assert report["violation"] is None
     measured = {(f["path"], f["distribution"]) for f in report["figures"]}
     for dist in ("uniform", "hot"):
-        assert {(p, dist) for p in ("a", "a1", "b", "b_part", "c", "c3", "d", "f", "f_direct")} <= measured
+        assert {(p, dist) for p in ("a", "a1", "b", "b_part", "c", "c3", "cn", "d", "f", "f_direct")} <= measured
         assert report["grant_crossings"][dist] > 0  # (c3)'s debits did cross from grant to grant
+        assert report["low_notifications"][dist] > 0  # (cn)'s balances crossed its thresholds
     assert ("e", "any") in measured
     assert [s["processes"] for s in report["scale_out"]] == [1, 2]
     assert report["latency"]["samples"] > 0
-    assert len(report["checks"]) == 22  # 9 per distribution, latency, no-op, 2 scale-out runs
+    assert len(report["checks"]) == 24  # 10 per distribution, latency, no-op, 2 scale-out runs
 
 
 def test_tiny_holds_over_http_complete_and_every_hold_is_captured_once(pg_url: str, redis_url: str,

@@ -26,6 +26,7 @@ from ..ledger.grants import OVERDRAFT, Wallet
 from .config import Threshold
 
 GRANTED_KINDS = frozenset({"grant", "grant_start", "starter", "grant_restore"})
+_QUIET_KINDS = frozenset({"usage", "hold", "capture", "refund"})  # never a notice of their own
 HOLD_EXPIRED_REASON = "hold expired"  # the reason of a `release` movement made at a hold's expiry
 
 
@@ -71,16 +72,20 @@ def crossings(
     if after >= before:
         return []
     notices = []
-    if thresholds:
-        period, plan_credits = period_of(wallet)
-        for t in thresholds:
-            limit = t.credits(plan_credits)
-            if limit is not None and before > limit >= after:
-                notices.append(Notice(
-                    f"credits.low/{account.clerk_user_id}/{t.label}/{period}", "credits.low", account.clerk_user_id,
-                    {**_user(account), "balance": after, "previousBalance": before, "threshold": limit,
-                     "thresholdSetting": t.label, "planCredits": plan_credits, "period": period, "cause": cause},
-                ))  # fmt: skip
+    period: str | None = None
+    plan_credits: int | None = None
+    for t in thresholds:
+        if period is None and t.percent:
+            period, plan_credits = period_of(wallet)
+        limit = t.credits(plan_credits)
+        if limit is not None and before > limit >= after:
+            if period is None:  # read only when something crossed: the usual batch crosses nothing
+                period, plan_credits = period_of(wallet)
+            notices.append(Notice(
+                f"credits.low/{account.clerk_user_id}/{t.label}/{period}", "credits.low", account.clerk_user_id,
+                {**_user(account), "balance": after, "previousBalance": before, "threshold": limit,
+                 "thresholdSetting": t.label, "planCredits": plan_credits, "period": period, "cause": cause},
+            ))  # fmt: skip
     if before > 0 >= after:
         notices.append(Notice(f"credits.depleted/{cause}", "credits.depleted", account.clerk_user_id,
                               {**_user(account), "balance": after, "previousBalance": before, "cause": cause}))
@@ -113,16 +118,20 @@ def from_plan(plan: Plan, accounts: Iterable[Account], thresholds: Sequence[Thre
     if not plan.journal_rows:
         return []
     by_user = {a.user_id: a for a in accounts}
-    after: dict[str, int] = {}
+    delta: dict[str, int] = {}
     last: dict[str, str] = {}  # user -> its last movement's key
+    moved: list[tuple] = []  # the movements that may notify (not the usual usage, hold, capture, refund)
     for row in plan.journal_rows:
         user_id = row[1]
-        after[user_id] = after.get(user_id, by_user[user_id].balance if user_id in by_user else 0) + row[3]
+        delta[user_id] = delta.get(user_id, 0) + row[3]
         last[user_id] = row[0]
+        if row[2] not in _QUIET_KINDS:
+            moved.append(row)
+    after = {u: (by_user[u].balance if u in by_user else 0) + d for u, d in delta.items()}
     notices = []
-    for row in plan.journal_rows:
+    for row in moved:
         account = by_user.get(row[1])
-        if account is not None and row[2] not in ("usage", "hold", "capture", "refund"):
+        if account is not None:
             notice = movement(account, row, after[row[1]])
             if notice is not None:
                 notices.append(notice)
