@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -17,6 +18,12 @@ from tests.integration.ops_helpers import (
     make_waiting_event,
 )
 from tests.integration.test_cli import pedro
+from worker.credit_api import HoldRequest
+from worker.domain import holds
+from worker.ledger.operation_types import OperationTypes
+from worker.notify.config import Endpoint
+from worker.notify.notices import Notice
+from worker.notify.outbox import record
 from worker.ops.web import create_app
 from worker.publisher import Publisher
 
@@ -165,8 +172,73 @@ async def test_stats_and_reconcile_commands(conn, broker, worker, settings):
     assert line == ["unknown_user", "1", "oldest", "2h00m", "(usage:", "1)"]
     no_db = pedro("stats", **{**env, "database_url": ""})  # Redis figures only
     assert no_db.returncode == 0 and "waiting: unknown (DATABASE_URL not set)" in no_db.stdout
+    assert "\nholds: unknown (DATABASE_URL not set)\n" in no_db.stdout
+    assert "\nnotifications: unknown (DATABASE_URL not set)\n" in no_db.stdout
     down = pedro("stats", database_url="", redis_url="redis://127.0.0.1:1/0")
     assert down.returncode == 1 and "redis unreachable" in down.stderr
+
+
+async def test_stats_shows_open_and_overdue_holds_and_pending_and_failed_notifications(
+    conn, settings
+):
+    """No worker runs here: its grant sweep would release the overdue hold."""
+    await make_user(conn, "user_h", credits=100)
+    for hold_id, credits in (("h-open", 10), ("h-late", 5)):
+        request = HoldRequest(id=hold_id, clerkUserId="user_h", credits=credits,
+                              operationType="AI_TEXT_CHAT", ttlSeconds=900)  # fmt: skip
+        answer = await holds.place(conn, request, settings, OperationTypes())
+        assert answer.status == 201, answer
+    await conn.execute(  # past its expiry for 5 minutes, and no sweep released it
+        "UPDATE worker.credit_hold SET expires_at = now() - interval '5 minutes' "
+        "WHERE hold_id = 'h-late'"
+    )
+    secret = "whsec_" + base64.b64encode(b"s" * 32).decode()
+    app = Endpoint(name="app", url="http://127.0.0.1:9/hooks", secret=SecretStr(secret))
+    notifying = settings.model_copy(update={"notify_endpoints": [app]})
+    notices = [Notice(f"credits.low/user_h/{n}", "credits.low", "user_h", {"clerkUserId": "user_h"})
+               for n in (1, 2)]  # fmt: skip
+    assert await record(conn, notifying, notices) == 2
+    await conn.execute(  # the first, written 10 minutes ago, is still pending; the second failed
+        "UPDATE worker.notification SET created_at = now() - interval '10 minutes' "
+        "WHERE key = 'credits.low/user_h/1'"
+    )
+    await conn.execute(
+        "UPDATE worker.notification_delivery d SET status = 'failed', attempts = 8, "
+        "last_attempt_at = now(), last_status = 503, failed_at = now() FROM worker.notification n "
+        "WHERE d.seq = n.seq AND n.key = 'credits.low/user_h/2'"
+    )
+    env = {
+        "database_url": settings.require_database_url(),
+        "redis_url": settings.require_redis_url(),
+        "PEDRO_REDIS_NAMESPACE": settings.redis_namespace,
+        "PEDRO_NOTIFY_ENDPOINTS": json.dumps(
+            [{"name": "app", "url": app.url, "secret": secret}]
+        ),
+    }
+
+    stats = pedro("stats", "--json", **env)
+    assert stats.returncode == 0, stats.stderr
+    view = json.loads(stats.stdout)
+    assert view["holds"]["open"] == {"holds": 2, "credits": 15}
+    assert view["holds"]["overdue"]["holds"] == 1
+    assert 300 <= view["holds"]["overdue"]["oldest_s"] < 360
+    notifications = view["notifications"]
+    assert notifications["enabled"] and notifications["pending"]["deliveries"] == 1
+    assert 600 <= notifications["pending"]["oldest_s"] < 660
+    assert notifications["failed"]["deliveries"] == 1
+
+    text = pedro("stats", **env)
+    assert text.returncode == 0, text.stderr
+    assert re.search(
+        r"\nholds: 2 open \(15 credits held\), 1 overdue, the oldest 5m\d\ds past its expiry\n",
+        text.stdout,
+    ), text.stdout
+    assert re.search(r"\nnotifications: 1 pending, oldest 10m\d\ds, 1 failed\n", text.stdout), (
+        text.stdout
+    )
+    off = pedro("stats", **{**env, "PEDRO_NOTIFY_ENDPOINTS": ""})  # nothing would deliver them
+    assert re.search(r"\nnotifications: 1 pending, oldest 10m\d\ds, 1 failed "
+                     r"\(off: no endpoint configured\)\n", off.stdout), off.stdout  # fmt: skip
 
 
 async def test_the_grafana_dashboard_only_queries_metrics_we_expose(
@@ -194,10 +266,25 @@ async def test_the_grafana_dashboard_only_queries_metrics_we_expose(
     dashboard = json.loads(
         (ROOT / "deploy" / "grafana" / "dashboards" / "pedro-worker.json").read_text()
     )
+    panels = [  # a row holds its panels only while collapsed; it queries nothing itself
+        panel
+        for top in dashboard["panels"]
+        for panel in [top, *top.get("panels", [])]
+    ]
     queried = {
         name
-        for panel in dashboard["panels"]
-        for target in panel["targets"]
-        for name in re.findall(r"\b(?:pedro|dramatiq)_[a-z_]+", target["expr"])
+        for panel in panels
+        for target in panel.get("targets", [])
+        for name in re.findall(r"\b(?:pedro|dramatiq)_[a-z0-9_]+", target["expr"])
     }
     assert queried and queried <= exposed, queried - exposed
+    for family in ("pedro_holds_resolved_24h", "pedro_notifications_delivered_24h",
+                   "pedro_credits_expiring_7d"):  # fmt: skip
+        assert family in queried  # names with digits are read whole
+    taken: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:  # Grafana would push overlapping panels around
+        g = panel["gridPos"]
+        xs, ys = range(g["x"], g["x"] + g["w"]), range(g["y"], g["y"] + g["h"])
+        cells = {(x, y) for x in xs for y in ys}
+        assert g["x"] + g["w"] <= 24 and not cells & taken, panel["title"]
+        taken |= cells

@@ -51,7 +51,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             )
 
     p = sub.add_parser(
-        "stats", help="queues, workers, rates, ledger totals, waiting events by reason and age"
+        "stats",
+        help="queues, workers, rates, ledger totals, waiting events by reason and age, "
+        "open and overdue holds, pending and failed notifications",
     )
     p.add_argument("--json", action="store_true")
 
@@ -177,10 +179,24 @@ def _dlq_act(dead: DeadLetters, args: argparse.Namespace) -> int:
 # --- stats ---------------------------------------------------------------------------------------
 
 
+async def _postgres_views(settings: Settings) -> tuple[dict[str, Any] | None, ...]:
+    """What `stats` reads from PostgreSQL, as the dashboard's panels read it: waiting events,
+    holds, notifications (each None without a DATABASE_URL, {"error": …} when unreachable)."""
+    from .holds import holds_view
+    from .notifications import notifications_view
+    from .waiting import waiting_view
+
+    waiting, holds, notifications = await asyncio.gather(
+        waiting_view(settings), holds_view(settings), notifications_view(settings)
+    )
+    return waiting, holds, notifications
+
+
 def _stats(settings: Settings, as_json: bool) -> int:
+    from .holds import stats_line as holds_line
+    from .notifications import stats_line as notifications_line
     from .stats import StatsReader, overview
     from .waiting import text_lines as waiting_lines
-    from .waiting import waiting_view
 
     view = overview(
         StatsReader(
@@ -189,7 +205,7 @@ def _stats(settings: Settings, as_json: bool) -> int:
             heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
         )
     )
-    view["waiting"] = asyncio.run(waiting_view(settings))  # PostgreSQL: by reason and age
+    view["waiting"], view["holds"], view["notifications"] = asyncio.run(_postgres_views(settings))
     if as_json:
         print(json.dumps(view))
         return EXIT_OK
@@ -221,6 +237,8 @@ def _stats(settings: Settings, as_json: bool) -> int:
     _print_reasons("rejected", ledger["rejected_by_reason"])
     _print_reasons("dead-lettered", ledger["dead_lettered_by_reason"])
     print("\n".join(waiting_lines(view["waiting"])))
+    print(holds_line(view["holds"]))
+    print(notifications_line(view["notifications"]))
     rec = ledger["reconcile"]
     print(
         f"reconcile: {rec['drift']} drift of {rec['checked']} balances ({rec['source']})"

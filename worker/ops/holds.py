@@ -7,8 +7,9 @@
   `pedro-worker user show` prints them.
 - `holds_overview` / `holds_view`: open holds and the credits they keep out of the balances,
   those past their expiry that no sweep has released (overdue: ~0 when the grant sweep runs),
-  and the holds resolved in the last 24 h per status: the dashboard's "Holds" panel and the
-  `pedro_holds_*` gauges. Range scans of the partial indexes on open and resolved holds.
+  and the holds resolved in the last 24 h per status: the dashboard's "Holds" panel, the
+  `pedro_holds_*` gauges and the holds line of `pedro-worker stats` (`stats_line`). Range scans
+  of the partial indexes on open and resolved holds.
 """
 
 from __future__ import annotations
@@ -282,3 +283,14 @@ async def holds_view(settings: Settings) -> dict[str, Any] | None:
     """`holds_overview` for the dashboard and `/metrics` (waiting.panel_view: None without a
     DATABASE_URL, {"error": …} when PostgreSQL does not answer in time)."""
     return await panel_view(settings, lambda conn: holds_overview(conn, clock.now()), "holds_read_failed")
+
+
+def stats_line(view: dict[str, Any] | None) -> str:
+    """The holds line of `pedro-worker stats` (from `holds_view`)."""
+    if view is None:
+        return "holds: unknown (DATABASE_URL not set)"
+    if "error" in view:
+        return f"holds: unknown ({view['error']})"
+    o, d = view["open"], view["overdue"]
+    late = f", the oldest {format_age(d['oldest_s'] or 0)} past its expiry" if d["holds"] else ""
+    return f"holds: {o['holds']} open ({o['credits']} credits held), {d['holds']} overdue{late}"

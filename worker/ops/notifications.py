@@ -13,8 +13,9 @@ docs/notifications.md).
 - `notifications_overview` / `notifications_view`: pending deliveries and the oldest pending
   notification's age (the lag), deliveries failed for good and the latest of them, deliveries
   delivered in the last 24 h per type, the endpoints configured (name, host: never the URL's
-  path or the secret): the dashboard's "Notifications" panel and the `pedro_notifications_*`
-  gauges. Reads the partial indexes of pending and of finished deliveries only.
+  path or the secret): the dashboard's "Notifications" panel, the `pedro_notifications_*`
+  gauges and the notifications line of `pedro-worker stats` (`stats_line`). Reads the partial
+  indexes of pending and of finished deliveries only.
 """
 
 from __future__ import annotations
@@ -384,3 +385,18 @@ async def notifications_view(settings: Settings) -> dict[str, Any] | None:
     if view is not None and config_error is not None:
         view["config_error"] = config_error
     return view
+
+
+def stats_line(view: dict[str, Any] | None) -> str:
+    """The notifications line of `pedro-worker stats` (from `notifications_view`)."""
+    if view is None:
+        return "notifications: unknown (DATABASE_URL not set)"
+    if "error" in view:
+        return f"notifications: unknown ({view['error']})"
+    p, f = view["pending"], view["failed"]
+    lag = "" if p["oldest_s"] is None else f", oldest {format_age(p['oldest_s'])}"
+    if "config_error" in view:
+        off = f" (misconfigured: {view['config_error']})"
+    else:
+        off = "" if view["enabled"] else " (off: no endpoint configured)"
+    return f"notifications: {p['deliveries']} pending{lag}, {f['deliveries']} failed{off}"
