@@ -1,4 +1,5 @@
-"""Where the CPU went during a measurement: PostgreSQL, Redis, the workers, the bench itself.
+"""Where the CPU went during a measurement: PostgreSQL, Redis, the workers, the bench itself,
+and the ingress process when one serves the path ((h), (i): bench/http_paths.py).
 
 Every local process is read with psutil: a process tree's time is its live processes' user+system
 time plus what its root has reaped from exited children (`children_user/system`), so backends
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-COMPONENTS = ("postgres", "redis", "workers", "bench", "other")
+COMPONENTS = ("postgres", "redis", "workers", "bench", "ingress", "other")
 _OWN = COMPONENTS[:-1]
 
 
@@ -101,12 +102,13 @@ class CpuMeter:
         self.postgres_pid = postgres_pid
         self.redis_pid = redis_pid
 
-    def snapshot(self, workers_pid: int | None = None) -> dict[str, float | None]:
+    def snapshot(self, workers_pid: int | None = None, ingress_pid: int | None = None) -> dict[str, float | None]:
         return {
             "postgres": tree_cpu(self.postgres_pid),
             "redis": tree_cpu(self.redis_pid),
             "workers": tree_cpu(workers_pid),
             "bench": own_cpu(),
+            "ingress": tree_cpu(ingress_pid),
             "machine": machine_busy(),
         }
 

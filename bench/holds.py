@@ -71,9 +71,11 @@ MAX_BACKLOG_S = 1.0  # an open loop stops its arrivals once this many seconds of
 
 def ingress_process(*, database_url: str, redis_url: str, log_path: Path, log_level: str, http: str = "auto",
                     loop: str = "auto", profile: Path | None = None, count_queries: Path | None = None,
-                    pythonpath: str | None = None, pool_size: int | None = None) -> IngressProcess:  # fmt: skip
+                    pythonpath: str | None = None, pool_size: int | None = None,
+                    namespace: str | None = None) -> IngressProcess:  # fmt: skip
     """`python -m bench.holds serve` (what `pedro-worker ingress` runs, plus experiment knobs) in
-    its own process (bench/fleet.py's IngressProcess)."""
+    its own process (bench/fleet.py's IngressProcess). `namespace`: the Redis namespace it
+    enqueues into (a worker fleet's, for (h) and (i)); a fresh one by default."""
     argv = [sys.executable, "-m", "bench.holds", "serve", "--http", http, "--loop", loop]
     if profile:
         argv += ["--profile", str(profile)]
@@ -83,7 +85,7 @@ def ingress_process(*, database_url: str, redis_url: str, log_path: Path, log_le
         **os.environ,
         "DATABASE_URL": database_url, "PEDRO_DATABASE_URL": database_url,
         "REDIS_URL": redis_url, "PEDRO_REDIS_URL": redis_url,
-        "PEDRO_REDIS_NAMESPACE": f"pedro-bench-{uuid.uuid4().hex[:10]}", "PEDRO_LOG_LEVEL": log_level,
+        "PEDRO_REDIS_NAMESPACE": namespace or f"pedro-bench-{uuid.uuid4().hex[:10]}", "PEDRO_LOG_LEVEL": log_level,
     }  # fmt: skip
     if pool_size:
         env["PEDRO_INGRESS_POOL_MAX_SIZE"] = str(pool_size)
@@ -167,7 +169,8 @@ class HttpConn:
         self.writer.close()
 
 
-def _request(method: str, path: str, body: bytes | None = None) -> bytes:
+def request_bytes(method: str, path: str, body: bytes | None = None) -> bytes:
+    """One HTTP/1.1 request, bearer-authenticated, ready for `HttpConn.request`."""
     head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\n"
     if body is None:
         return (head + "\r\n").encode()
@@ -187,10 +190,10 @@ class Pair:
     def hold_request(self) -> bytes:
         body = {"id": self.hold_id, "clerkUserId": self.clerk, "credits": self.held, "operationType": OPERATION,
                 "ttlSeconds": TTL_SECONDS}  # fmt: skip
-        return _request("POST", "/v1/holds", json.dumps(body).encode())
+        return request_bytes("POST", "/v1/holds", json.dumps(body).encode())
 
     def capture_request(self) -> bytes:
-        return _request("POST", f"/v1/holds/{self.hold_id}/capture", json.dumps({"credits": self.used}).encode())
+        return request_bytes("POST", f"/v1/holds/{self.hold_id}/capture", json.dumps({"credits": self.used}).encode())
 
 
 class Users:
@@ -276,14 +279,15 @@ class OpenLoop:
     cpu: CpuUse | None = None
 
 
-async def _open(host: str, port: int, n: int) -> list[HttpConn]:
+async def open_connections(host: str, port: int, n: int) -> list[HttpConn]:
     return list(await asyncio.gather(*(HttpConn.open(host, port) for _ in range(n))))
 
 
 async def closed_loop(host: str, port: int, kind: str, concurrency: int, seconds: float, warmup: float,
-                      users: Users, books: Books, tag: str, seed: int) -> tuple[int, float]:  # fmt: skip
-    """Requests (healthz) or pairs (holds) answered in the `seconds` after `warmup`; the window."""
-    conns = await _open(host, port, concurrency)
+                      users: Users | None, books: Books | None, tag: str, seed: int) -> tuple[int, float]:  # fmt: skip
+    """Requests (healthz) or pairs (holds) answered in the `seconds` after `warmup`; the window.
+    `users` and `books`: for holds only."""
+    conns = await open_connections(host, port, concurrency)
     loop = asyncio.get_running_loop()
     start = loop.time()
     window = (start + warmup, start + warmup + seconds)
@@ -299,6 +303,7 @@ async def closed_loop(host: str, port: int, kind: str, concurrency: int, seconds
                 counted[0] += 1
 
     async def holds(conn: HttpConn, worker: int) -> None:
+        assert users is not None and books is not None
         rng = random.Random(f"{seed}-{tag}-{worker}")
         n = 0
         while loop.time() < end:
@@ -331,7 +336,7 @@ async def open_loop(host: str, port: int, pairs: list[Pair], rate: int, books: B
     unanswered (the rate is past what the ingress sustains: the queue would only grow); the
     pairs returned are those sent."""
     free: asyncio.Queue[HttpConn] = asyncio.Queue()
-    for conn in await _open(host, port, connections):
+    for conn in await open_connections(host, port, connections):
         free.put_nowait(conn)
     loop = asyncio.get_running_loop()
     requests = [(p.hold_request(), p.capture_request()) for p in pairs]

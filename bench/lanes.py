@@ -1,7 +1,8 @@
 """Run a database job without a queue: P processes × C connections, like the worker fleet.
 
-Used by (a) the naive baseline (items are events) and (b) the ceiling (items are batches given
-to the project's `apply_usage_batch`). Items are dealt round-robin to the P×C lanes; each lane
+Used by (a) the naive baseline (items are events), (b) the ceiling (items are batches given
+to the project's `apply_usage_batch`) and (k) the write ceiling (items are batches with the users
+whose opening they write, made rows before the clock starts: bench/ceiling.py). Items are dealt round-robin to the P×C lanes; each lane
 works through its items one after the other on its own connection. The clock starts when every
 process has connected (a barrier) and stops when the last lane finishes.
 """
@@ -119,9 +120,13 @@ async def _child_main(job, dsn, lanes, settings, log_path, barrier, done, result
     from worker import db
     from worker.logs import configure_logging
     configure_logging(settings)
-    # (b) runs the project's SQL as the worker's pool would; (a) is a plain ORM-style session
-    conns = [await db.connect(dsn, worker_planning=job == "ceiling") for _ in lanes]
+    # (b) and (k) run as the worker's pool would plan; (a) is a plain ORM-style session
+    conns = [await db.connect(dsn, worker_planning=job != "baseline") for _ in lanes]
     run_lane = _LANE_JOBS[job]
+    if job == "copy":
+        from .ceiling import prepare_lanes
+
+        lanes = await prepare_lanes(conns, lanes)
     barrier.wait(timeout=_START_TIMEOUT_S)  # blocks the loop on purpose: nothing runs yet
     cpu_start = time.process_time()
     counts = await asyncio.gather(*(run_lane(conn, items, settings) for conn, items in zip(conns, lanes)))
@@ -152,4 +157,10 @@ async def _ceiling_lane(conn, batches, settings) -> Counter:
     return counts
 
 
-_LANE_JOBS = {"baseline": _baseline_lane, "ceiling": _ceiling_lane}
+async def _copy_lane(conn, batches, settings) -> Counter:
+    from .ceiling import copy_lane
+
+    return await copy_lane(conn, batches, settings)
+
+
+_LANE_JOBS = {"baseline": _baseline_lane, "ceiling": _ceiling_lane, "copy": _copy_lane}

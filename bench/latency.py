@@ -1,5 +1,9 @@
 """Publish→commit latency at a steady rate, one event per message (how the app publishes).
 
+The rate is half of what (d) measured in the same run (a load the machine carries with room to
+spare, whatever its speed), then 1,000/s, the fixed rate of the first targets, for continuity;
+`--latency-rate` sets one rate instead.
+
 The publisher is paced on a schedule (event n at t0 + n/rate) and records, per event id, the
 wall-clock time just before `Publisher.publish`. The commit time is PostgreSQL's own record of
 when the transaction that wrote the event's "UsageHistory" row committed
@@ -42,6 +46,7 @@ class LatencyResult:
     p99_ms: float
     max_ms: float
     clock: str  # what "commit" means in this run
+    basis: str = ""  # why this rate: "half of (d)'s …/s", "for continuity", "--latency-rate"
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -75,7 +80,7 @@ async def commit_times(dsn: str, ids: list[str], commit_timestamps: bool) -> dic
 
 
 def summarize(published: dict[str, float], committed: dict[str, float], rate: int, achieved: float,
-              commit_timestamps: bool) -> LatencyResult:  # fmt: skip
+              commit_timestamps: bool, basis: str = "") -> LatencyResult:  # fmt: skip
     start = min(published.values())
     latencies = sorted(
         (committed[i] - t) * 1000 for i, t in published.items() if t - start >= WARMUP_S and i in committed
@@ -85,5 +90,5 @@ def summarize(published: dict[str, float], committed: dict[str, float], rate: in
     return LatencyResult(
         rate=rate, achieved_rate=achieved, samples=len(latencies),
         p50_ms=percentile(latencies, 0.50), p99_ms=percentile(latencies, 0.99),
-        max_ms=latencies[-1] if latencies else float("nan"), clock=clock,
+        max_ms=latencies[-1] if latencies else float("nan"), clock=clock, basis=basis,
     )  # fmt: skip

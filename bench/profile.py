@@ -4,9 +4,11 @@
     .venv/bin/python -m bench.profile c --events 100000 --out /tmp/pedro-profile
     .venv/bin/python -m bench.profile c --events 100000 --grants 3   # users with three live grants
     .venv/bin/python -m bench.profile c --events 100000 --notify     # (cn): notifications on
+    .venv/bin/python -m bench.profile h --events 20000               # the ingress during (h)
 
 Paths: c (batch messages), d (single-event messages), f (replay of batch messages), e (no-op
-actor). Starts its own embedded servers and a worker fleet exactly as `pedro-worker bench` does,
+actor); h and i (events through POST /v1/events, 1 and 100 per request, bench/http_paths.py),
+where the process profiled is the ingress, not the workers. Starts its own embedded servers and a worker fleet exactly as `pedro-worker bench` does,
 records the stacks of the threads holding the GIL in every worker process with
 `py-spy record --subprocesses --nonblocking --gil`
 (folded-stack file, open it in speedscope or flamegraph.pl) while sampling `pg_stat_activity`
@@ -32,6 +34,7 @@ from worker.settings import get_settings
 
 from .cpu import CpuMeter
 from .fleet import Fleet
+from .http_paths import EVENTS_PER_POST, HttpRun
 from . import notify
 from .grants import lay_out_three_grants, three_grant_shares, used_by_user
 from .noop import noop_message
@@ -76,7 +79,7 @@ def summarize_folded(path: Path, top: int = 25) -> str:
             leaf[frames[-1]] += n
     if not total:
         return "no samples"
-    out = [f"{total:,} samples (on-CPU, all worker processes)", "", "inclusive:"]
+    out = [f"{total:,} samples (on-CPU, all profiled processes)", "", "inclusive:"]
     out += [f"  {n / total:6.1%}  {f}" for f, n in inclusive.most_common(top)]
     out += ["", "self:"]
     out += [f"  {n / total:6.1%}  {f}" for f, n in leaf.most_common(top)]
@@ -85,7 +88,7 @@ def summarize_folded(path: Path, top: int = 25) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n")[0])
-    parser.add_argument("path", choices=["c", "d", "f", "e"])
+    parser.add_argument("path", choices=["c", "d", "f", "e", *EVENTS_PER_POST])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--distribution", default="uniform", choices=["uniform", "hot"])
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--connections", type=int, default=32, help="h, i: the client's connections")
     parser.add_argument("--out", type=Path, default=Path("/tmp/pedro-profile"))
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -109,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     servers = BenchServers(settings).start()
     workload = Workload(args.users, seed=6)
     fleet: Fleet | None = None
+    http: HttpRun | None = None
     try:
         asyncio.run(servers.build_template(workload.clerk_ids, START_CREDITS))
         dsn = asyncio.run(servers.new_database())
@@ -142,21 +147,30 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.path == "f":  # apply once, unprofiled; the profiled run is the replay
             fleet.run(publish, 600)
+        meter = CpuMeter(servers.postgres_pid, servers.redis_pid)
+        if args.path in EVENTS_PER_POST:
+            http = HttpRun(fleet, database_url=dsn, redis_url=servers.redis_url, log_path=args.out / "ingress.log",
+                           log_level=settings.log_level, connections=args.connections, meter=meter,
+                           timeout=lambda _: 600)  # fmt: skip
+            http.ingress.start()
+        profiled = http.ingress.pid if http else fleet.proc.pid
 
         folded = args.out / f"{args.path}.folded"
         spy = subprocess.Popen(
-            [py_spy, "record", "--pid", str(fleet.proc.pid), "--subprocesses", "--nonblocking", "--gil",
+            [py_spy, "record", "--pid", str(profiled), "--subprocesses", "--nonblocking", "--gil",
              "--rate", str(args.rate), "--format", "raw", "--output", str(folded)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         stop, waits = threading.Event(), Counter()
         sampler = threading.Thread(target=_sample_waits, args=(dsn, stop, waits), daemon=True)
         sampler.start()
-        meter = CpuMeter(servers.postgres_pid, servers.redis_pid)
         asyncio.run(asyncio.sleep(1.0))  # let py-spy attach to every process
-        before = meter.snapshot(fleet.proc.pid)
-        seconds = fleet.run(publish, 600)
-        use = meter.use(before, meter.snapshot(fleet.proc.pid), seconds, len(events))
+        if http is not None:
+            seconds, use = http.post(events, EVENTS_PER_POST[args.path])
+        else:
+            before = meter.snapshot(fleet.proc.pid)
+            seconds = fleet.run(publish, 600)
+            use = meter.use(before, meter.snapshot(fleet.proc.pid), seconds, len(events))
         stop.set()
         spy.send_signal(signal.SIGINT)
         _, err = spy.communicate(timeout=60)
@@ -173,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         print(summarize_folded(folded) if folded.exists() else f"py-spy wrote nothing: {err.decode()[-500:]}")
         print(f"\nfolded stacks: {folded}")
     finally:
+        if http is not None:
+            http.ingress.stop()
         if fleet is not None:
             fleet.stop()
         asyncio.run(servers.drop_all())

@@ -1,4 +1,4 @@
-"""The bench's figures, the targets of issues 6, 18 and 20 and the printed table."""
+"""The bench's figures, the targets of issues 6, 18, 19, 20 and 21 and the printed table."""
 
 from __future__ import annotations
 
@@ -17,19 +17,23 @@ PATHS = {
     "a1": "    same, on one connection",
     "b": "(b) ceiling: apply_usage_batch, no queue",
     "b_part": "    same, users partitioned across lanes",
+    "k": "(k) write ceiling: (c)'s rows by COPY",
     "c": "(c) e2e, batch messages",
     "c3": "    same, 3 live grants per user (c3)",
     "cn": "    same, notifications on (cn)",
     "d": "(d) e2e, single-event messages",
     "e": "(e) dramatiq no-op actor, 1 event/msg",
+    "h": "(h) e2e over HTTP, 1 event/POST",
+    "i": "(i) e2e over HTTP, 100 events/POST",
     "f": "(f) replay e2e, batch messages",
     "f_direct": "(f) replay direct (apply_usage_batch)",
 }
 
-RATIOS = (("c", "a1"), ("c", "a"), ("c", "b"), ("d", "e"), ("c3", "c"), ("c3", "b"), ("cn", "c"))
+RATIOS = (("c", "a1"), ("c", "a"), ("c", "b"), ("d", "e"), ("c3", "c"), ("c3", "b"), ("cn", "c"), ("c", "k"),
+          ("i", "c"), ("f", "c"))
 RATIO_LABELS = {("c3", "c"): "(c) 3 grants / (c) 1 grant", ("c3", "b"): "(c) 3 grants / (b)",
                 ("cn", "c"): "(c) notifications on / (c)"}  # fmt: skip
-_VARIANTS = ("c3", "cn")  # their ratios are printed only when they were measured
+_OPTIONAL = ("c3", "cn", "k", "i")  # ratios with these are printed only when they were measured
 
 
 @dataclass
@@ -63,7 +67,7 @@ class ScaleRun:
 class Report:
     header: dict[str, Any] = field(default_factory=dict)
     figures: dict[tuple[str, str], Figure] = field(default_factory=dict)
-    latency: LatencyResult | None = None
+    latencies: list[LatencyResult] = field(default_factory=list)  # the first at half of (d)'s rate
     rss_per_process_mb: float = 0.0
     rss_fleet_mb: float = 0.0
     scale: list[ScaleRun] = field(default_factory=list)
@@ -73,6 +77,8 @@ class Report:
     holds_closed: list[ClosedLoop] = field(default_factory=list)  # (g) closed loops, healthz and holds
     holds_open: list[OpenLoop] = field(default_factory=list)  # (g) paced hold -> capture
     holds_setup: str = ""
+    http_healthz: list[ClosedLoop] = field(default_factory=list)  # GET /healthz beside (h) and (i)
+    http_setup: str = ""
     violation: str | None = None
 
     def add(self, path: str, distribution: str, events: int, seconds: float, cpu: CpuUse | None = None) -> Figure:
@@ -87,6 +93,16 @@ class Report:
     def ratio(self, top: str, bottom: str, distribution: str) -> float | None:
         a, b = self.rate(top, distribution), self.rate(bottom, distribution)
         return a / b if a is not None and b else None
+
+    def healthz(self, distribution: str) -> float | None:
+        """GET /healthz requests/s measured beside (h) and (i)."""
+        runs = [c.rate for c in self.http_healthz if c.distribution == distribution]
+        return runs[0] if runs else None
+
+    def http_over_healthz(self, distribution: str) -> float | None:
+        """(h) events/s (one event per request) / healthz requests/s, same ingress and client."""
+        h, floor = self.rate("h", distribution), self.healthz(distribution)
+        return h / floor if h is not None and floor else None
 
     def holds_best(self, distribution: str) -> tuple[ClosedLoop, ClosedLoop] | None:
         """(g): the closed loop with the most hold -> capture pairs/s, and healthz at its concurrency."""
@@ -124,9 +140,14 @@ class Report:
             check("(c) 3 grants / (b) >= 0.6", d, self.ratio("c3", "b", d), lambda v: v >= 0.6)
             check("(c) notifications on / (c) >= 0.9", d, self.ratio("cn", "c", d), lambda v: v >= 0.9)
             check("(f) replay e2e >= 100,000 events/s", d, self.rate("f", d), lambda v: v >= 100_000)
-        if self.latency is not None:
-            check(f"p99 publish->commit <= 100 ms @ {self.latency.rate:,}/s", "uniform", self.latency.p99_ms,
-                  lambda v: v <= 100)  # fmt: skip
+            check("(c)/(k) >= 0.5, (k) the write ceiling", d, self.ratio("c", "k", d), lambda v: v >= 0.5)
+            check("(f)/(c) >= 5", d, self.ratio("f", "c", d), lambda v: v >= 5)
+            check("(h) events/s / healthz req/s >= 0.6", d, self.http_over_healthz(d), lambda v: v >= 0.6)
+            check("(i)/(c) >= 0.5", d, self.ratio("i", "c", d), lambda v: v >= 0.5)
+        for lat in self.latencies:
+            name = (f"p99 <= 100 ms @ half (d) = {lat.rate:,}/s" if lat.basis.startswith("half")
+                    else f"p99 publish->commit <= 100 ms @ {lat.rate:,}/s")  # the first targets' name
+            check(name, "uniform", lat.p99_ms, lambda v: v <= 100)
         if self.rss_per_process_mb:
             check("peak worker RSS <= 200 MB", "-", self.rss_per_process_mb, lambda v: v <= 200)
         for d in self.holds_distributions():
@@ -156,13 +177,19 @@ class Report:
         if self.notified:
             out.append("(cn): credits.low written (= crossings)     "
                        + "".join(f"{_num(self.notified.get(d)):>14}" for d in dists))  # fmt: skip
-        if self.latency:
-            lat = self.latency
+        for lat in self.latencies:
             out.append("")
-            out.append(f"latency publish->commit at {lat.rate:,}/s (achieved {lat.achieved_rate:,.0f}/s, "
+            out.append(f"latency publish->commit at {lat.rate:,}/s, {lat.basis} (achieved {lat.achieved_rate:,.0f}/s, "
                        f"{lat.samples:,} samples, single-event messages, uniform):")  # fmt: skip
             out.append(f"  p50 {lat.p50_ms:.1f} ms   p99 {lat.p99_ms:.1f} ms   max {lat.max_ms:.1f} ms"
                        f"   [commit = {lat.clock}]")  # fmt: skip
+        if self.http_healthz:
+            out.append("")
+            out.append(f"HTTP ingress beside (h) and (i): {self.http_setup}")
+            for c in self.http_healthz:
+                ingress = c.cpu.cores("ingress") if c.cpu else None
+                out.append(f"  GET /healthz {c.distribution:<8} x{c.concurrency}: {c.rate:,.0f} requests/s "
+                           f"(ingress {_num(ingress, 2)} cores, other {_num(c.cpu.cores('other') if c.cpu else None, 2)})")  # fmt: skip
         if self.rss_per_process_mb:
             out.append(f"peak RSS: {self.rss_per_process_mb:.0f} MB per worker process, "
                        f"{self.rss_fleet_mb:.0f} MB whole fleet (incl. dramatiq's parent process)")  # fmt: skip
@@ -182,7 +209,7 @@ class Report:
         for name, dist, value, passed in self.targets():
             verdict = "n/a" if passed is None else ("PASS" if passed else "MISS")
             out.append(f"{name:<44}{dist:>8}{_num(value, 2 if value is not None and value < 100 else 0):>14}  {verdict}")
-        measured = [*self.figures.values(), *self.holds_closed, *self.holds_open]
+        measured = [*self.figures.values(), *self.holds_closed, *self.holds_open, *self.http_healthz]
         busiest = max((f.cpu.cores("other") or 0.0 for f in measured if f.cpu), default=0.0)
         if busiest > 0.3:
             out.append("")
@@ -220,10 +247,13 @@ class Report:
         out.append("")
         out.append(f"{'ratios':<44}" + "".join(f"{d:>14}" for d in dists))
         for top, bottom in RATIOS:
-            if top in _VARIANTS and all(self.rate(top, d) is None for d in dists):
+            if {top, bottom} & set(_OPTIONAL) and all(self.ratio(top, bottom, d) is None for d in dists):
                 continue
             label = RATIO_LABELS.get((top, bottom), f"({top})/({bottom})")
             out.append(f"{label:<44}" + "".join(f"{_num(self.ratio(top, bottom, d), 2):>14}" for d in dists))
+        if self.http_healthz:
+            out.append(f"{'(h) events/s / healthz requests/s':<44}"
+                       + "".join(f"{_num(self.http_over_healthz(d), 2):>14}" for d in dists))  # fmt: skip
         return out
 
     def _render_holds(self) -> list[str]:
@@ -271,13 +301,19 @@ class Report:
             },
             "grant_crossings": self.crossings,
             "low_notifications": self.notified,
-            "latency": asdict(self.latency) if self.latency else None,
+            "latency": asdict(self.latencies[0]) if self.latencies else None,  # at half of (d)'s rate
+            "latencies": [asdict(lat) for lat in self.latencies],
             "rss_mb": {"per_process": self.rss_per_process_mb, "fleet": self.rss_fleet_mb},
             "scale_out": [{**asdict(s), "rate": s.rate, "cores": s.cpu and s.cpu.total_cores} for s in self.scale],
             "holds": {
                 "setup": self.holds_setup,
                 "closed": [_holds_json(c, rate=c.rate) for c in self.holds_closed],
                 "open": [_holds_json(o) for o in self.holds_open],
+            },
+            "http": {
+                "setup": self.http_setup,
+                "healthz": [_holds_json(c, rate=c.rate) for c in self.http_healthz],
+                "h_over_healthz": {d: self.http_over_healthz(d) for d in self.distributions()},
             },
             "targets": [{"target": n, "distribution": d, "value": v, "passed": p} for n, d, v, p in self.targets()],
             "checks": self.checks,
@@ -301,9 +337,13 @@ def _figure_json(f: Figure) -> dict[str, Any]:
 def _holds_json(run: ClosedLoop | OpenLoop, **more: Any) -> dict[str, Any]:
     cpu = run.cpu
     out = {k: v for k, v in asdict(run).items() if k != "cpu"}
-    # "workers" is the ingress process for (g); "bench" the client
-    out["cores"] = {("ingress" if c == "workers" else "client" if c == "bench" else c): cpu.cores(c)
-                    for c in COMPONENTS} if cpu else None  # fmt: skip
+    out["cores"] = None
+    if cpu is not None:
+        cores = {c: cpu.cores(c) for c in COMPONENTS}
+        if cores["ingress"] is None:  # (g) measures its ingress process as "workers"
+            cores["ingress"] = cores.pop("workers")
+        cores["client"] = cores.pop("bench")
+        out["cores"] = cores
     return {**out, **more}
 
 

@@ -1,18 +1,22 @@
 """One bench run: every path, both distributions, exactly-once verified after each measurement.
 
 Order: per distribution (a) naive baseline, (b) ceiling and its direct replay, (b) again with
-users partitioned across the lanes (what the SQL does without lock waits), then one worker
-fleet for (c) batch messages, (f) their replay and (d) single-event messages (and, on the uniform
-fleet, the latency run) — (c) measured in turns with its variants, the same events on fleets of
-their own: (c3) whose users hold three grants each, (cn) with notifications on (`Bench.compared`)
-— then (g) holds over HTTP through an ingress process (bench/holds.py); then (e) the no-op fleet;
-then the scale-out runs. Each measurement has its own database copied from the seeded template,
-or new event ids on the fleet's database. Every fleet but (cn)'s runs with notifications off.
+users partitioned across the lanes (what the SQL does without lock waits), (k) the write ceiling
+((c)'s rows by COPY, bench/ceiling.py), then one worker fleet for (c) batch messages, (f) their
+replay and (d) single-event messages — (c) measured in turns with its variants, the same events
+on fleets of their own: (c3) whose users hold three grants each, (cn) with notifications on
+(`Bench.compared`) — then on that fleet the latency runs (uniform only: half of (d)'s rate,
+then 1,000/s) and GET /healthz, (h) and (i) through an ingress process (bench/http_paths.py);
+then (g) holds over HTTP through an ingress process of its own
+(bench/holds.py); then (e) the no-op fleet; then the scale-out runs. Each measurement has its
+own database copied from the seeded template, or new event ids on the fleet's database. Every
+fleet but (cn)'s runs with notifications off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import platform
 import random
@@ -32,6 +36,7 @@ from worker.publisher import Publisher
 from worker.settings import ROOT, Settings
 
 from . import notify
+from .ceiling import deal_openings
 from .cli import BenchOptions
 from .cpu import CpuMeter, CpuUse
 from .fleet import Fleet, FleetError
@@ -43,6 +48,7 @@ from .grants import (
     used_by_user,
 )
 from .holds import HoldsRun, server_description, verify_holds
+from .http_paths import EVENTS_PER_POST, HttpRun
 from .lanes import run_lanes
 from .latency import commit_times, publish_paced, summarize
 from .noop import noop_message
@@ -235,6 +241,28 @@ class Bench:
         self._record("b_part", dist, len(events), result.seconds, verified, cpu)
         aio(self.servers.drop_database(dsn))
 
+    def write_ceiling(self, dist: str) -> None:
+        """(k): (c)'s rows for `--events` new events by COPY, in (b)'s batches, with as many
+        transactions in flight as (c) has (bench/ceiling.py)."""
+        dsn = aio(self.servers.new_database())
+        events = self.workload.events(f"k-{dist}", self.opts.events, dist)
+        batches = deal_openings(_chunks(events, self.opts.batch_size))
+        expected = Expected(self.workload.clerk_ids)
+        expected.apply(events)
+        result, cpu = self._lanes("copy", dsn, batches, len(events), lanes=(self.opts.processes, self._ceiling_lanes()))
+        label = f"(k) write ceiling, {dist}"
+        if result.outcomes.get("applied") != len(events):
+            raise ExactlyOnceViolation(label, [f"outcomes {dict(result.outcomes)}, expected {len(events)} applied"])
+        verified = self._check(label, lambda: verify_product(dsn, expected, label, grants=True))
+        if retried := result.outcomes.get("deadlock_retried"):
+            verified += f"; {retried} transactions retried after a deadlock"
+        self._record("k", dist, len(events), result.seconds, verified, cpu)
+        aio(self.servers.drop_database(dsn))
+
+    def _ceiling_lanes(self) -> int:
+        """(k)'s connections per process: as many transactions in flight as (c)'s fleet has."""
+        return self.opts.ceiling_connections or self.settings.micro_batch_concurrency
+
     def end_to_end(self, dist: str, with_latency: bool) -> None:
         dsn = aio(self.servers.new_database())
         expected = Expected(self.workload.clerk_ids)
@@ -261,7 +289,10 @@ class Bench:
                 verified = self._check(label, lambda label=label: verify_product(dsn, expected, label))
                 self._record(path, dist, len(batch), seconds, verified, cpu)
             if with_latency:
-                self.latency(fleet, dsn, dist, expected)
+                for rate, basis in self._latency_rates(dist):
+                    self.latency(fleet, dsn, dist, expected, rate, basis)
+            if self.opts.paths & {"h", "i"}:
+                self.http_paths(fleet, dsn, dist, expected)
         finally:
             self._stop(fleet, product=True)
 
@@ -358,26 +389,64 @@ class Bench:
 
         return Variant("cn", fleet, dsn, verify)
 
-    def latency(self, fleet: Fleet, dsn: str, dist: str, expected: Expected) -> None:
-        count = max(1, int(self.opts.latency_rate * self.opts.latency_seconds))
-        events = self.workload.events(f"l-{dist}", count, dist)
-        say(f"  latency: {count:,} single-event messages at {self.opts.latency_rate:,}/s …")
+    def _latency_rates(self, dist: str) -> list[tuple[int, str]]:
+        """(rate, why): half of (d)'s measured rate, then 1,000/s for continuity with the first
+        targets; `--latency-rate` alone when given."""
+        if self.opts.latency_rate is not None:
+            return [(self.opts.latency_rate, "--latency-rate")]
+        d = self.report.rate("d", dist)
+        if d is None:
+            return [(1_000, "fixed: (d) not measured")]
+        return [(max(1, round(d / 2)), f"half of (d)'s {d:,.0f}/s"), (1_000, "fixed, for continuity")]
+
+    def latency(self, fleet: Fleet, dsn: str, dist: str, expected: Expected, rate: int, basis: str) -> None:
+        count = max(1, int(rate * self.opts.latency_seconds))
+        events = self.workload.events(f"l{rate}-{dist}", count, dist)
+        say(f"  latency: {count:,} single-event messages at {rate:,}/s ({basis}) …")
         box: dict[str, Any] = {}
 
         def publish() -> None:
-            box["published"], box["achieved"] = publish_paced(fleet, events, self.opts.latency_rate)
+            box["published"], box["achieved"] = publish_paced(fleet, events, rate)
 
-        fleet.run(publish, self._timeout(count) + self.opts.latency_seconds)
+        _, cpu = self._measure(fleet, publish, count, self._timeout(count) + self.opts.latency_seconds)
         self._no_dead_letters(fleet, f"latency run, {dist}")
         expected.apply(events)
         label = f"latency run, {dist}"
         verified = self._check(label, lambda: verify_product(dsn, expected, label))
         committed = aio(commit_times(dsn, [e["id"] for e in events], self.info.commit_timestamps))
-        lat = summarize(box["published"], committed, self.opts.latency_rate, box["achieved"],
-                        self.info.commit_timestamps)  # fmt: skip
-        self.report.latency = lat
+        lat = summarize(box["published"], committed, rate, box["achieved"], self.info.commit_timestamps, basis)
+        self.report.latencies.append(lat)
         say(f"  latency: p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms, max {lat.max_ms:.1f} ms "
-            f"({lat.samples:,} samples, achieved {lat.achieved_rate:,.0f}/s)   verified: {verified}")  # fmt: skip
+            f"({lat.samples:,} samples, achieved {lat.achieved_rate:,.0f}/s)   verified: {verified}\n"
+            f"{'':>13}{cpu.render()}")  # fmt: skip
+
+    def http_paths(self, fleet: Fleet, dsn: str, dist: str, expected: Expected) -> None:
+        """GET /healthz, then (h) and (i) through an ingress process into `fleet`'s queue
+        (bench/http_paths.py); exactly-once checked after each."""
+        run = HttpRun(fleet, database_url=dsn, redis_url=self.servers.redis_url, log_path=self.logs / f"http-{dist}.log",
+                      log_level=self.opts.worker_log_level, connections=self.opts.http_connections,
+                      meter=self.meter, timeout=self._timeout)  # fmt: skip
+        self.report.http_setup = (
+            f"{server_description(self.settings.ingress_pool_max_size, self.opts.worker_log_level)}; "
+            f"the (d) fleet; client: the bench process, raw asyncio HTTP/1.1, {self.opts.http_connections} "
+            "keep-alive connections"
+        )
+        counts = {"h": self.opts.http_events, "i": self.opts.http_batch_events}
+        with run.ingress:
+            healthz = run.healthz(dist, self.opts.healthz_seconds)
+            self.report.http_healthz.append(healthz)
+            say(f"  GET /healthz {dist:<7} x{healthz.concurrency}: {healthz.rate:,.0f} requests/s\n"
+                f"{'':>13}{healthz.cpu.render() if healthz.cpu else ''}")  # fmt: skip
+            for path in ("h", "i"):
+                if path not in self.opts.paths:
+                    continue
+                events = self.workload.events(f"{path}-{dist}", counts[path], dist)
+                seconds, cpu = run.post(events, EVENTS_PER_POST[path])
+                label = f"({path}) e2e over HTTP, {EVENTS_PER_POST[path]} event(s) per POST, {dist}"
+                self._no_dead_letters(fleet, label)
+                expected.apply(events)
+                verified = self._check(label, lambda label=label: verify_product(dsn, expected, label))
+                self._record(path, dist, len(events), seconds, verified, cpu)
 
     def noop(self) -> None:
         dsn = aio(self.servers.new_database())
@@ -464,8 +533,10 @@ class Bench:
                 self.ceiling(dist)
             if "b_part" in paths:
                 self.ceiling_partitioned(dist)
+            if "k" in paths:
+                self.write_ceiling(dist)
             with_latency = dist == latency_dist and self.opts.latency_seconds > 0 and "latency" in paths
-            if paths & {"c", *VARIANTS, "d", "f"} or with_latency:
+            if paths & {"c", *VARIANTS, "d", "f", "h", "i"} or with_latency:
                 self.end_to_end(dist, with_latency=with_latency)
             if "g" in paths:
                 self.holds_http(dist)
@@ -499,7 +570,9 @@ def _header(opts: BenchOptions, settings: Settings, info: ServerInfo) -> dict[st
         "workers": f"{opts.processes} processes x {opts.threads} threads, prefetch {prefetch} messages "
                    f"/ {settings.worker_prefetch_events:,} events, "
                    f"pool_max_size {settings.pool_max_size}, log level {opts.worker_log_level}; "
-                   f"(a)/(b) on {opts.processes} processes x {opts.connections} connections",
+                   f"(a)/(b) on {opts.processes} processes x {opts.connections} connections"
+                   + (f", (k) on {opts.processes} x {opts.ceiling_connections or settings.micro_batch_concurrency}"
+                      if "k" in opts.paths else ""),
         "workload": f"{opts.users:,} users, batch {opts.batch_size} events/message, "
                     f"usage.recorded with explicit credits, seed {opts.seed}"
                     + (f"; (c) and {'/'.join(sorted(opts.paths & set(VARIANTS)))} in turns over {opts.rounds} parts"
@@ -512,6 +585,7 @@ def main(opts: BenchOptions, settings: Settings) -> int:
     # this process's own queries are the checks, which read whole tables (reconcile's grant
     # check takes ~0.5 s a page): not slow queries worth a warning line in the report
     db.set_slow_query_threshold(600_000)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per readiness poll of an ingress
     logs = Path(tempfile.mkdtemp(prefix="pedro-bench-logs-"))
     report = Report()
     servers = BenchServers(settings)

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.integration
 TINY = [
     "--events", "300", "--single-events", "60", "--users", "40", "--batch-size", "50",
     "--latency-rate", "100", "--latency-seconds", "1.5", "--scale-out", "1,2", "--scale-events", "150",
-    "--paths", "a,a1,b,b_part,c,c3,cn,d,e,f,latency,scale",  # (g), over HTTP, has its own case below
+    "--healthz-seconds", "0.3", "--http-connections", "4", "--http-events", "60", "--http-batch-events", "300",
+    "--paths", "a,a1,b,b_part,k,c,c3,cn,d,e,f,latency,h,i,scale",  # (g), over HTTP, has its own case below
 ]  # fmt: skip
 TINY_HOLDS = [
     "--paths", "g", "--users", "40", "--holds-users", "20", "--holds-seconds", "0.6", "--holds-rates", "100",
@@ -51,13 +52,18 @@ def test_tiny_bench_completes_and_verifies_exactly_once(pg_url: str, redis_url: 
     assert report["violation"] is None
     measured = {(f["path"], f["distribution"]) for f in report["figures"]}
     for dist in ("uniform", "hot"):
-        assert {(p, dist) for p in ("a", "a1", "b", "b_part", "c", "c3", "cn", "d", "f", "f_direct")} <= measured
+        assert {(p, dist) for p in ("a", "a1", "b", "b_part", "k", "c", "c3", "cn", "d", "f", "f_direct", "h", "i")} \
+            <= measured
+        assert report["http"]["healthz"] and report["http"]["h_over_healthz"][dist] > 0
         assert report["grant_crossings"][dist] > 0  # (c3)'s debits did cross from grant to grant
         assert report["low_notifications"][dist] > 0  # (cn)'s balances crossed its thresholds
     assert ("e", "any") in measured
     assert [s["processes"] for s in report["scale_out"]] == [1, 2]
     assert report["latency"]["samples"] > 0
-    assert len(report["checks"]) == 24  # 10 per distribution, latency, no-op, 2 scale-out runs
+    assert len(report["checks"]) == 30  # 13 per distribution, latency, no-op, 2 scale-out runs
+    targets = {t["target"] for t in report["targets"]}
+    assert {"(c)/(k) >= 0.5, (k) the write ceiling", "(f)/(c) >= 5", "(i)/(c) >= 0.5",
+            "(h) events/s / healthz req/s >= 0.6", "(c) >= 20,000 events/s"} <= targets
 
 
 def test_tiny_holds_over_http_complete_and_every_hold_is_captured_once(pg_url: str, redis_url: str,
