@@ -104,6 +104,19 @@ async def test_the_waiting_panel_releases_and_drops_with_a_reason(
         return wait.until(ec.presence_of_element_located(
             (By.CSS_SELECTOR, f'tr.waiting-event[data-id="{event_id}"]')))  # fmt: skip
 
+    def click(event_id: str, button: str) -> None:
+        """The panel re-renders every second: a row found just before a refresh is gone by the
+        click (stale), so it is found again."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(10):
+            try:
+                event_row(event_id).find_element(By.CSS_SELECTOR, button).click()
+                return
+            except StaleElementReferenceException:
+                continue
+        raise AssertionError(f"the {button} of {event_id} stayed stale")
+
     with serve(
         settings.model_copy(update={"ops_token": SecretStr(TOKEN), "ops_refresh_s": 1})
     ) as base:
@@ -118,19 +131,19 @@ async def test_the_waiting_panel_releases_and_drops_with_a_reason(
         assert "2 events · oldest" in chromium.find_element(By.ID, "waiting-count").text
         assert "user:user_wb1" in event_row("wb-1").text
 
-        event_row("wb-1").find_element(By.CSS_SELECTOR, "button.release").click()
+        click("wb-1", "button.release")
         wait.until(ec.text_to_be_present_in_element((By.ID, "toast"), "Released 1 event"))
         await settle(worker, conn)  # its user does not exist yet: it waits again
         assert (await conn.fetchval(
             "SELECT times_released FROM worker.waiting WHERE event_id = 'wb-1'")) == 1  # fmt: skip
 
-        event_row("wb-2").find_element(By.CSS_SELECTOR, "button.drop").click()
+        click("wb-2", "button.drop")
         prompt = wait.until(ec.alert_is_present())
         assert "wb-2" in prompt.text
         prompt.dismiss()  # no reason: nothing is dropped
         assert await conn.fetchval(
             "SELECT state FROM worker.waiting WHERE event_id = 'wb-2'") == "waiting"  # fmt: skip
-        event_row("wb-2").find_element(By.CSS_SELECTOR, "button.drop").click()
+        click("wb-2", "button.drop")
         prompt = wait.until(ec.alert_is_present())
         prompt.send_keys("test sign-up, never finished")
         prompt.accept()
