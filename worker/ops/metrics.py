@@ -265,6 +265,14 @@ class CreditExpiryCollector(Collector):
             yield gauge
 
 
+def _gauges(*rows: tuple[str, str, float]) -> Iterator[Metric]:
+    """One unlabelled gauge per (name, doc, value)."""
+    for name, doc, value in rows:
+        gauge = GaugeMetricFamily(name, doc)
+        gauge.add_metric([], value)
+        yield gauge
+
+
 class HoldsCollector(Collector):
     """Credit holds, read from PostgreSQL at scrape time (worker/ops/holds.py): the partial
     indexes of open and of resolved holds. `pedro_holds_overdue` counts holds past their expiry
@@ -279,7 +287,7 @@ class HoldsCollector(Collector):
         if "error" in self.view:
             return
         v = self.view
-        for name, doc, value in (
+        yield from _gauges(
             ("pedro_holds_open", "Holds placed and not resolved yet (overdue ones included).",
              v["open"]["holds"]),
             ("pedro_holds_open_credits", "Credits open holds keep out of the balances.",
@@ -291,10 +299,7 @@ class HoldsCollector(Collector):
              v["overdue"]["oldest_s"] or 0),
             ("pedro_holds_expired_24h", "Holds that expired (released unused) in the last 24 hours.",
              v["resolved_24h"]["expired"]["holds"]),
-        ):  # fmt: skip
-            gauge = GaugeMetricFamily(name, doc)
-            gauge.add_metric([], value)
-            yield gauge
+        )  # fmt: skip
         resolved = GaugeMetricFamily(
             "pedro_holds_resolved_24h",
             "Holds resolved in the last 24 hours, per status: captured, released, expired.",
@@ -322,7 +327,7 @@ class NotificationsCollector(Collector):
         if "error" in self.view:
             return
         v = self.view
-        for name, doc, value in (
+        yield from _gauges(
             ("pedro_notifications_pending", "Notification deliveries not delivered yet (retries included).",
              v["pending"]["deliveries"]),
             ("pedro_notifications_pending_oldest_seconds",
@@ -332,10 +337,7 @@ class NotificationsCollector(Collector):
              v["failed"]["deliveries"]),
             ("pedro_notifications_failed_24h", "Deliveries that failed for good in the last 24 hours.",
              v["failed"]["last_24h"]),
-        ):  # fmt: skip
-            gauge = GaugeMetricFamily(name, doc)
-            gauge.add_metric([], value)
-            yield gauge
+        )  # fmt: skip
         delivered = GaugeMetricFamily(
             "pedro_notifications_delivered_24h",
             "Deliveries delivered in the last 24 hours, per notification type.",
