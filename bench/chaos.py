@@ -22,6 +22,10 @@ fsynced on every write, the configuration docs/reliability.md requires):
    computed from the unique events and the holds' plan, row counts match), every hold resolved
    exactly once as planned (bench/verify.py, `check_chaos_holds`), and reconcile is clean.
 
+With `--pgbouncer` the workers and the ingress reach PostgreSQL through a PgBouncer in transaction
+mode (PEDRO_DATABASE_POOLER=transaction, docs/topologies.md); PostgreSQL's crash then happens
+behind it. The checks read PostgreSQL directly.
+
 The workload runs under the `allow` overdraft policy, so the expected balances do not depend on
 the order in which the crashes let events through.
 """
@@ -41,6 +45,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +59,7 @@ from bench.chaos_workload import (PLAN_CREDITS, PLAN_ID, STARTING_CREDITS, HoldC
                                   make_holds, make_workload)  # fmt: skip
 from bench.fleet import IngressProcess
 from bench.notify_checks import check_notifications
+from bench.pgbouncer import PgBouncer
 from bench.verify import check_chaos_holds
 from worker import db
 from worker.broker import QUEUES, build_broker
@@ -80,9 +86,13 @@ class ChaosConfig:
     holds: int = 2_000  # holds placed over the publish window (and a tenth as many in the blackout)
     restart_ingress: bool = True
     blackout: bool = True  # all workers down at once, holds expiring meanwhile
+    pgbouncer: bool = False  # workers and ingress reach PostgreSQL through PgBouncer (transaction mode)
     seed: int = 7
     timeout_s: float = 900
     log_dir: Path = field(default_factory=lambda: Path("test-artifacts/chaos"))
+
+
+CHAOS_PGBOUNCER_POOL = 20  # server connections per (database, user): PgBouncer's default
 
 
 class WorkerProcess:
@@ -150,6 +160,7 @@ class ChaosReport:
     still_waiting: int = 0
     lost: int = 0
     applied_twice: int = 0
+    topology: str = "direct to PostgreSQL"
     wrong_balances: int = 0
     drift: int = 0
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # what -> (found, expected)
@@ -188,6 +199,7 @@ class ChaosReport:
         return [
             f"events published      {self.events:>9}  ({self.unique_valid} valid unique, {self.invalid} invalid, "
             f"{self.duplicates_sent} sent twice) in {self.messages} publish calls, all families",
+            f"topology              {self.topology}",
             f"chaos                 {self.worker_kills} worker SIGKILLs, {self.redis_restarts} Redis kill -9 + restart, "
             f"{self.postgres_restarts} PostgreSQL crash + restart, {self.ingress_restarts} ingress kill -9 + restart, "
             f"all workers down {self.blackout_s:.1f} s once, {self.publish_retries} publish retries",
@@ -321,7 +333,12 @@ class HoldDriver:
             return
         self.blackout_handled = True
         expire = [c for c in self.plan.blackout if c.kind == "expire"]
-        for c in expire:
+        # One user's expire holds one after the other: placing a hold releases its user's holds
+        # that are due (as any transaction over a user does), so a user's next hold placed after
+        # the first one's 2 s ttl (the plan deals them round-robin over the quiet users: slow
+        # requests, e.g. through PgBouncer, took longer than that) would release it before the
+        # sweep could, and the check wants the sweep to.
+        for c in sorted(expire, key=lambda c: c.clerk):
             self.place(c)
         self.chaos.expire_by = max((c.expires_at for c in expire if c.expires_at), default=0.0)
         self.chaos.expire_placed.set()
@@ -410,8 +427,15 @@ class ChaosRun:
         r.unique_valid, r.invalid = len(workload.decided_keys), len(workload.invalid_ids)
         r.duplicates_sent, r.messages = workload.duplicates_sent, len(workload.chunks)
 
-        with EmbeddedPostgres() as pg, EmbeddedRedis(appendfsync="always") as rd:
+        with EmbeddedPostgres() as pg, EmbeddedRedis(appendfsync="always") as rd, ExitStack() as stack:
             self.pg, self.rd = pg, rd
+            worker_db = {"DATABASE_URL": pg.url}
+            if cfg.pgbouncer:  # docs/topologies.md: DATABASE_URL through the pooler, the direct URL beside it
+                bouncer = stack.enter_context(PgBouncer(pg.url, pool_size=CHAOS_PGBOUNCER_POOL))
+                worker_db = {"DATABASE_URL": bouncer.url_for(pg.url), "PEDRO_DATABASE_POOLER": "transaction",
+                             "PEDRO_DIRECT_DATABASE_URL": pg.url}  # fmt: skip
+                r.topology = (f"workers and ingress through PgBouncer {bouncer.version()} (transaction mode, "
+                              f"{CHAOS_PGBOUNCER_POOL} server connections), PEDRO_DATABASE_POOLER=transaction")
             asyncio.run(self._prepare(pg.url, workload.seeded_users))
             # Events that come before what they depend on (a user's first usage up to ~45k events,
             # ~50 s, before its user.created) wait in worker.waiting and are released by it;
@@ -422,7 +446,7 @@ class ChaosRun:
                 overdraft_policy="allow", min_backoff_ms=200, max_backoff_ms=2_000, max_retries=retries,
                 heartbeat_timeout_ms=4_000, maintenance_chance=200_000,
             )  # fmt: skip
-            env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": rd.url,
+            env = {**os.environ, **worker_db, "REDIS_URL": rd.url,
                    "PEDRO_REDIS_NAMESPACE": self.namespace, "PEDRO_OVERDRAFT_POLICY": "allow",
                    "PEDRO_MIN_BACKOFF_MS": "200", "PEDRO_MAX_BACKOFF_MS": "2000", "PEDRO_MAX_RETRIES": str(retries),
                    "PEDRO_HEARTBEAT_TIMEOUT_MS": "4000", "PEDRO_MAINTENANCE_CHANCE": "200000",
@@ -733,6 +757,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--publish-seconds", type=float, default=120.0, help="spread publishing over this long")
     parser.add_argument("--timeout", type=float, default=900, help="give up draining after this many seconds")
     parser.add_argument("--holds", type=int, default=2_000, help="credit holds placed over the ingress (0: none)")
+    parser.add_argument("--pgbouncer", action="store_true",
+                        help="workers and ingress through a PgBouncer in transaction mode (PEDRO_DATABASE_POOLER=transaction)")
     parser.add_argument("--quick", action="store_true",
                         help="3,000 events and 150 holds in under a minute: the short form CI runs")  # fmt: skip
 
@@ -740,7 +766,7 @@ def add_arguments(parser) -> None:
 def config_from(args) -> ChaosConfig:
     cfg = ChaosConfig(events=args.events, users=args.users, workers=args.workers, threads=args.threads,
                       kill_every_s=args.kill_every, publish_seconds=args.publish_seconds,
-                      timeout_s=args.timeout, holds=args.holds)  # fmt: skip
+                      timeout_s=args.timeout, holds=args.holds, pgbouncer=args.pgbouncer)  # fmt: skip
     if args.quick:
         cfg.events, cfg.users, cfg.kill_every_s, cfg.publish_seconds, cfg.holds = 3_000, 50, 2.0, 20.0, 150
     return cfg
@@ -750,7 +776,8 @@ def run_command(args) -> int:
     """`pedro-worker chaos`: exit 0 when nothing was lost or doubled, 1 otherwise."""
     cfg = config_from(args)
     print(f"chaos: {cfg.events} events, {cfg.holds} holds, {cfg.users} users, "
-          f"{cfg.workers} worker processes × {cfg.threads} threads")  # fmt: skip
+          f"{cfg.workers} worker processes × {cfg.threads} threads"
+          + (", through PgBouncer (transaction mode)" if cfg.pgbouncer else ""))  # fmt: skip
     report = run_chaos(cfg)
     for line in report.lines():
         print("  " + line)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PATHS = ("a", "a1", "b", "b_part", "k", "c", "c3", "cn", "d", "e", "f", "latency", "h", "i", "scale", "g")
+PATHS = ("a", "a1", "b", "b_part", "k", "c", "c3", "cn", "cp", "d", "e", "f", "latency", "h", "i", "scale", "g")
+OPT_IN = ("cp",)  # not in the default --paths: (cp) needs Debian's pgbouncer (--pgbouncer)
 
 # (full, quick) defaults; an explicit option always wins.
 _PRESETS: dict[str, tuple[Any, Any]] = {
@@ -78,13 +79,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale-out", help="worker process counts for the scale-out run, e.g. 1,2,4 ('' skips)")
     p.add_argument("--scale-events", type=int, help="distinct events per scale-out run [50000; quick 4000]")
     p.add_argument("--distributions", default="uniform,hot", help="uniform,hot (default both)")
-    p.add_argument("--paths", default=",".join(PATHS),
+    p.add_argument("--paths", default=",".join(p for p in PATHS if p not in OPT_IN),
                    help=f"what to measure, a subset of {','.join(PATHS)} (default all; b includes its "
                         "direct replay, f needs c; c3 is c with 3 grants per user, cn is c with a "
-                        "notification endpoint and low-balance thresholds, each measured in turns with c; "
+                        "notification endpoint and low-balance thresholds, cp is c through PgBouncer, each "
+                        "measured in turns with c; "
                         "g is hold -> capture over HTTP next to GET /healthz; h and i are events through "
                         "POST /v1/events to their commit, 1 and 100 per request, next to GET /healthz, "
                         "on (d)'s fleet; k is the write ceiling: (c)'s rows by COPY, no queue)")  # fmt: skip
+    p.add_argument("--pgbouncer", action="store_true",
+                   help="add (cp): (c) through a PgBouncer in transaction mode (PEDRO_DATABASE_POOLER=transaction), "
+                        "measured in turns with (c) direct; needs pgbouncer installed")  # fmt: skip
     p.add_argument("--rounds", type=int, default=2,
                    help="(c) with c3/cn: parts of the events they take turns over, the order reversed "
                         "from one part to the next (default 2: ABBA); more parts, less weight for "
@@ -119,6 +124,8 @@ def options_from_args(args: argparse.Namespace, settings: Any) -> BenchOptions:
         if d not in ("uniform", "hot"):
             raise SystemExit(f"unknown distribution {d!r} (uniform, hot)")
     paths = {x.strip() for x in args.paths.split(",") if x.strip()}
+    if getattr(args, "pgbouncer", False):
+        paths |= {"c", "cp"}
     if paths - set(PATHS):
         raise SystemExit(f"unknown paths {sorted(paths - set(PATHS))} (choose from {','.join(PATHS)})")
     return BenchOptions(

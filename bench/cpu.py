@@ -88,7 +88,7 @@ class CpuUse:
 
     def render(self) -> str:
         parts = []
-        for c in _OWN:
+        for c in (*_OWN, *sorted(set(self.cpu) - set(COMPONENTS))):  # and extras, e.g. (cp)'s pgbouncer
             cores = self.cores(c)
             if cores is not None:
                 parts.append(f"{c} {cores:.2f} ({self.us_per_event(c):.0f} us/ev)")

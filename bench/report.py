@@ -21,6 +21,7 @@ PATHS = {
     "c": "(c) e2e, batch messages",
     "c3": "    same, 3 live grants per user (c3)",
     "cn": "    same, notifications on (cn)",
+    "cp": "    same, through PgBouncer (cp)",
     "d": "(d) e2e, single-event messages",
     "e": "(e) dramatiq no-op actor, 1 event/msg",
     "h": "(h) e2e over HTTP, 1 event/POST",
@@ -30,10 +31,10 @@ PATHS = {
 }
 
 RATIOS = (("c", "a1"), ("c", "a"), ("c", "b"), ("d", "e"), ("c3", "c"), ("c3", "b"), ("cn", "c"), ("c", "k"),
-          ("i", "c"), ("f", "c"))
+          ("i", "c"), ("f", "c"), ("cp", "c"))
 RATIO_LABELS = {("c3", "c"): "(c) 3 grants / (c) 1 grant", ("c3", "b"): "(c) 3 grants / (b)",
-                ("cn", "c"): "(c) notifications on / (c)"}  # fmt: skip
-_OPTIONAL = ("c3", "cn", "k", "i")  # ratios with these are printed only when they were measured
+                ("cn", "c"): "(c) notifications on / (c)", ("cp", "c"): "(c) through PgBouncer / (c) direct"}  # fmt: skip
+_OPTIONAL = ("c3", "cn", "cp", "k", "i")  # ratios with these are printed only when they were measured
 
 
 @dataclass
@@ -165,7 +166,7 @@ class Report:
         out: list[str] = []
         h = self.header
         out.append("pedro-worker bench" + (" --quick" if h.get("quick") else ""))
-        for key in ("machine", "postgres", "redis", "workers", "workload", "code", "duration"):
+        for key in ("machine", "postgres", "pgbouncer", "redis", "workers", "workload", "code", "duration"):
             if key in h:
                 out.append(f"  {key:<9} {h[key]}")
         dists = self.distributions()

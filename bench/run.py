@@ -38,7 +38,7 @@ from worker.settings import ROOT, Settings
 from . import notify
 from .ceiling import deal_openings
 from .cli import BenchOptions
-from .cpu import CpuMeter, CpuUse
+from .cpu import CpuMeter, CpuUse, tree_cpu
 from .fleet import Fleet, FleetError
 from .grants import (
     count_crossings,
@@ -59,7 +59,7 @@ from .workload import START_CREDITS, Expected, Workload
 
 _CHUNK_MESSAGES = 10  # batch messages per pipelined publish call
 _SINGLE_CHUNK = 500  # single-event messages per pipelined publish call
-VARIANTS = ("c3", "cn")  # variants of (c), measured in turns with it (Bench.compared)
+VARIANTS = ("c3", "cn", "cp")  # variants of (c), measured in turns with it (Bench.compared)
 
 
 def aio(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -157,9 +157,15 @@ class Bench:
                  timeout_s: float | None = None) -> tuple[float, CpuUse]:  # fmt: skip
         """Publish, wait until everything is acked; the seconds and the CPU it took."""
         pid = fleet.proc.pid if fleet.proc else None
-        before = self.meter.snapshot(pid)
+        bouncer = self.servers.pgbouncer.proc.pid if self.servers.pgbouncer and self.servers.pgbouncer.proc else None
+        before, bouncer_before = self.meter.snapshot(pid), tree_cpu(bouncer)
         seconds = fleet.run(publish, timeout_s or self._timeout(events))
-        return seconds, self.meter.use(before, self.meter.snapshot(pid), seconds, events)
+        after, bouncer_after = self.meter.snapshot(pid), tree_cpu(bouncer)
+        # PgBouncer's CPU ((cp)) is the bench's own, not "other": counted in the total
+        extra = None
+        if bouncer_before is not None and bouncer_after is not None:
+            extra = {"pgbouncer": bouncer_after - bouncer_before}
+        return seconds, self.meter.use(before, after, seconds, events, extra)
 
     def _publish_batches(self, fleet: Fleet, events: list[dict]) -> Callable[[], None]:
         publisher = Publisher(fleet.broker, batch_size=self.opts.batch_size, validate=False)
@@ -309,6 +315,8 @@ class Bench:
                 variants.append(self._three_grants(dist, events))
             if "cn" in self.opts.paths:
                 variants.append(self._notifications_on(dist, events))
+            if "cp" in self.opts.paths:
+                variants.append(self._through_pgbouncer(dist, events))
             measured = self._in_turns(dist, [("c", fleet), *((v.path, v.fleet) for v in variants)], events)
         finally:
             for variant in variants:  # all shut down at once: dramatiq takes a few seconds
@@ -388,6 +396,26 @@ class Bench:
             return verified
 
         return Variant("cn", fleet, dsn, verify)
+
+    def _through_pgbouncer(self, dist: str, events: list[dict]) -> Variant:
+        """(cp): (c)'s fleet and events, its DATABASE_URL through a PgBouncer in transaction mode
+        (PEDRO_DATABASE_POOLER=transaction, docs/topologies.md); checked on PostgreSQL directly."""
+        bouncer = self.servers.start_pgbouncer()
+        dsn = aio(self.servers.new_database())
+        env = {"PEDRO_DATABASE_POOLER": "transaction", "PEDRO_DIRECT_DATABASE_URL": dsn}
+        fleet = self._fleet("worker.app", bouncer.url_for(dsn), self.opts.processes, f"e2e-pgbouncer-{dist}", env)
+        self.report.header["pgbouncer"] = (
+            f"(cp): PgBouncer {bouncer.version()}, pool_mode transaction, default_pool_size "
+            f"{bouncer.settings['default_pool_size']}, on this machine (its CPU counted in the totals)"
+        )
+
+        def verify() -> str:
+            expected = Expected(self.workload.clerk_ids)
+            expected.apply(events)
+            label = f"(cp) e2e batch messages through PgBouncer, {dist}"
+            return self._check(label, lambda: verify_product(dsn, expected, label, grants=True))
+
+        return Variant("cp", fleet, dsn, verify)
 
     def _latency_rates(self, dist: str) -> list[tuple[int, str]]:
         """(rate, why): half of (d)'s measured rate, then 1,000/s for continuity with the first

@@ -30,6 +30,7 @@ from worker.migrate import migrate
 from worker.settings import Settings
 
 from .grants import ONE_GRANT_SQL
+from .pgbouncer import PgBouncer, find_pgbouncer
 
 WARM_WAL_MB = 1024
 BENCH_PG_SETTINGS = {"track_commit_timestamp": "on", "min_wal_size": f"{WARM_WAL_MB}MB"}
@@ -74,6 +75,7 @@ class BenchServers:
         self.template: str | None = None
         self.postgres_pid: int | None = None  # known for embedded servers only (CPU accounting)
         self.redis_pid: int | None = None
+        self.pgbouncer: PgBouncer | None = None  # (cp): started by `start_pgbouncer`
 
     def start(self) -> BenchServers:
         from .cpu import postmaster_pid
@@ -87,6 +89,21 @@ class BenchServers:
             self.redis_url = redis_server.url
             self.redis_pid = redis_server.proc.pid if redis_server.proc else None
         return self
+
+    def start_pgbouncer(self) -> PgBouncer:
+        """A PgBouncer in transaction mode in front of the bench's PostgreSQL, once ((cp)). Its
+        pool (20 server connections per database and user) is larger than a fleet's pools
+        (processes x pool_max_size), so the fleet has as many server connections as direct."""
+        if self.pgbouncer is None:
+            if find_pgbouncer() is None:
+                raise RuntimeError("(cp) needs pgbouncer (Debian: apt-get install pgbouncer)")
+            assert self.pg_url is not None
+            self.pgbouncer = self._stack.enter_context(PgBouncer(self.pg_url, users=(self._pg_user(),)))
+        return self.pgbouncer
+
+    def _pg_user(self) -> str:
+        assert self.pg_url is not None
+        return urlsplit(self.pg_url).username or "postgres"
 
     async def info(self) -> ServerInfo:
         conn = await asyncpg.connect(self.pg_url)

@@ -32,12 +32,13 @@ from dramatiq.middleware import (
 
 from . import db
 from .codec import MessageEncoder
-from .errors import Rejected, RetryLater, WorkerError
+from .errors import DATABASE_OUTAGES, Rejected, RetryLater, WorkerError
 from .gc_tuning import GarbageCollection
 from .grant_sweep import GrantSweep
 from .ledger.coalesce import Coalescer
 from .logs import get_logger
 from .ops.recorder import OpsStats
+from .redis_client import ReplicaWait, redis_client
 from .schema_check import check_schema
 from .settings import Settings, mask_url
 from .settle import Settler
@@ -242,16 +243,10 @@ class DeadLetterReason(Middleware):
         )
 
 
-# Errors that say "a server is unreachable or restarting", not "this message is wrong".
+# Errors that say "a server is unreachable, restarting or failing over", not "this message is
+# wrong" (PostgreSQL's, including a multi-host URL finding no read-write host yet: worker/errors.py).
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
+    *DATABASE_OUTAGES,
     redis.ConnectionError,
     redis.TimeoutError,
 )
@@ -310,8 +305,11 @@ def retry_policy(settings: Settings):
     return retry_when
 
 
-def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
-    """The broker the publisher and the worker share. `worker=False` skips the DB pool."""
+def build_broker(
+    settings: Settings, *, worker: bool = True, socket_timeout: float | None = None
+) -> RedisBroker:
+    """The broker the publisher and the worker share. `worker=False` skips the DB pool.
+    `socket_timeout` (seconds) bounds Redis connects and reads (the ingress's quick 503)."""
     middleware: list[Middleware] = [
         AgeLimit(),
         TimeLimit(time_limit=300_000),
@@ -330,7 +328,9 @@ def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
     if worker:
         middleware += [Prefetch(settings), DatabasePool(settings), GarbageCollection()]
     broker = WakingRedisBroker(
-        url=settings.require_redis_url(),
+        client=redis_client(
+            settings, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        ),
         namespace=settings.redis_namespace,
         middleware=middleware,
         heartbeat_timeout=settings.heartbeat_timeout_ms,
@@ -338,6 +338,7 @@ def build_broker(settings: Settings, *, worker: bool = True) -> RedisBroker:
         dead_message_ttl=settings.dead_message_ttl_ms,
         prefetch_events=settings.worker_prefetch_events,
     )
+    broker.replica_wait = ReplicaWait.of(settings)  # the publisher's WAIT (worker/publisher.py)
     for queue in QUEUES:
         broker.declare_queue(queue)
     from .actors import register_actors

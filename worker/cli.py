@@ -31,7 +31,8 @@ async def _migrate(settings: Settings, with_app_schema: bool) -> int:
     from . import db
     from .migrate import migrate
 
-    conn = await db.connect(settings.require_database_url())
+    settings.require_database_url()
+    conn = await db.direct_connection(settings)  # PEDRO_DIRECT_DATABASE_URL when set (Prisma's directUrl)
     try:
         report = await migrate(conn, with_app_schema=with_app_schema)
     finally:
@@ -47,6 +48,7 @@ async def _check(settings: Settings) -> int:
     import redis
 
     from . import db
+    from .redis_client import redis_client
     from .schema_check import schema_differences
 
     ok = True
@@ -55,7 +57,7 @@ async def _check(settings: Settings) -> int:
     except (OSError, Exception) as exc:
         if isinstance(exc, ConfigError):
             raise
-        print(f"postgres: unreachable ({type(exc).__name__})")
+        print(f"postgres: unreachable ({_why(exc)})")
         return EXIT_FAIL
     try:
         differences = await schema_differences(conn)
@@ -69,11 +71,11 @@ async def _check(settings: Settings) -> int:
     else:
         print("postgres: ok, schema compatible")
     try:
-        redis.Redis.from_url(settings.require_redis_url(), socket_timeout=5).ping()
+        redis_client(settings, socket_timeout=5).ping()
         print("redis: ok")
     except redis.RedisError as exc:
         ok = False
-        print(f"redis: unreachable ({type(exc).__name__})")
+        print(f"redis: unreachable ({_why(exc)})")
     return EXIT_OK if ok else (EXIT_SCHEMA if differences else EXIT_FAIL)
 
 
@@ -231,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chaos", help="crash workers, Redis and PostgreSQL under load; verify nothing lost or doubled")
     add_chaos_arguments(p)
     return parser
+
+
+def _why(exc: BaseException) -> str:
+    """`SSLCertVerificationError: … certificate verify failed: Hostname mismatch …`: the error's
+    type and its first line (a certificate refused and a port closed must not read alike)."""
+    detail = mask_url(str(exc).strip().splitlines()[0][:300]) if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ its name and duration, never its parameters.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from .errors import ConfigError
 from .logs import get_logger
 from .settings import SQL_DIR, Settings
 
@@ -127,25 +129,150 @@ async def _end_any_transaction(conn: asyncpg.Connection) -> None:
     (tests/unit/test_foundation.py checks the named queries for session state)."""
 
 
-async def connect(dsn: str, *, worker_planning: bool = False) -> asyncpg.Connection:
+# --- behind a transaction-mode pooler (PEDRO_DATABASE_POOLER=transaction) ------------------------
+#
+# PgBouncer (transaction mode), Supavisor and the like hand a client a server connection for one
+# transaction at a time, so nothing may outlive a transaction:
+# * no named prepared statements (asyncpg's statement cache names them): another client's server
+#   connection would not have them, or would have another statement under the same name.
+#   `statement_cache_size=0` makes asyncpg use the unnamed statement; its parse and its bind are
+#   one exchange (parse, describe, Flush; then bind, execute, Sync): PgBouncer keeps the server
+#   connection until the Sync's ReadyForQuery, so a statement outside a transaction is safe too
+#   (tests/integration/topology/test_pgbouncer.py runs many clients through 2 server connections).
+#   The price: two round trips per statement instead of one, and a plan per execution.
+# * no settings sent at connect but those the pooler tracks per client (application_name,
+#   TimeZone): PgBouncer refuses any other startup parameter. The worker's (statement_timeout,
+#   enable_seqscan; the ingress's lock_timeout, which makes a held balance a 503 balance_busy) are
+#   set with SET LOCAL by every transaction instead, in the same simple query as its BEGIN: no
+#   extra round trip, and they hold for that transaction only, whichever server connection runs
+#   it. A statement outside a transaction runs with the role's settings: give the role its
+#   statement_timeout (`ALTER ROLE … SET statement_timeout = '30s'`, docs/topologies.md).
+#   plan_cache_mode is left out: it chooses among the plans of a statement prepared once and run
+#   many times, and an unnamed statement is planned for its one execution.
+# * no LISTEN and no session advisory lock: the notification dispatcher LISTENs on
+#   PEDRO_DIRECT_DATABASE_URL (or polls), migrations run there too (`direct_connection`).
+
+
+def behind_pooler(settings: Settings | None = None) -> bool:
+    """Whether DATABASE_URL goes through a transaction-mode pooler (`settings`, or the
+    environment's: CLI commands call `connect` with a URL only)."""
+    if settings is None:
+        from .settings import get_settings
+
+        settings = get_settings()
+    return settings.database_pooler == "transaction"
+
+
+class PoolerConnection(asyncpg.Connection):
+    """A connection through a transaction-mode pooler: every transaction begins with the
+    session's settings as SET LOCAL (`begin_settings`, set per pool by `_pooler_class`).
+
+    asyncpg's Transaction starts with `execute("BEGIN…;")` (no arguments: the simple query
+    protocol, which takes several statements): the SET LOCALs ride along in that one message.
+    SAVEPOINTs (nested transactions) are left alone: the settings hold until the top one ends.
+    """
+
+    begin_settings = ""
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        if not args and self.begin_settings and query.startswith("BEGIN") and query.endswith(";"):
+            query += self.begin_settings
+        return await super().execute(query, *args, timeout=timeout)
+
+
+@functools.cache
+def _pooler_class(begin_settings: str) -> type[PoolerConnection]:
+    return type("PoolerConnection", (PoolerConnection,), {"begin_settings": begin_settings})
+
+
+def _set_local(values: Mapping[str, str]) -> str:
+    for name, value in values.items():  # names and values are the worker's own, never input
+        if not re.fullmatch(r"[a-z_]+", name) or not re.fullmatch(r"[A-Za-z0-9_.]+", value):
+            raise ValueError(f"unexpected setting {name}={value!r}")
+    return "".join(f" SET LOCAL {name} = '{value}';" for name, value in values.items())
+
+
+def _connect_options(session: Mapping[str, str], pooler: bool) -> dict[str, Any]:
+    """asyncpg.connect / create_pool options for these session settings: sent at connect, or,
+    behind a pooler, only what it tracks per client, the rest SET LOCAL by every transaction."""
+    if not pooler:
+        return {"server_settings": dict(session)}
+    at_connect = {k: v for k, v in session.items() if k in _SERVER_SETTINGS}
+    per_transaction = {k: v for k, v in session.items() if k not in _SERVER_SETTINGS and k != "plan_cache_mode"}
+    return {"server_settings": at_connect, "statement_cache_size": 0,
+            "connection_class": _pooler_class(_set_local(per_transaction))}  # fmt: skip
+
+
+def _refused_setting(exc: BaseException) -> str | None:
+    """The startup parameter a pooler refused (PgBouncer: `unsupported startup parameter: X`)."""
+    if isinstance(exc, asyncpg.ProtocolViolationError) and "unsupported startup parameter" in str(exc):
+        return str(exc).rsplit(":", 1)[-1].strip()
+    return None
+
+
+def _pooler_hint(exc: BaseException) -> ConfigError:
+    return ConfigError(
+        f"DATABASE_URL reaches a pooler that refuses the worker's session settings (unsupported startup "
+        f"parameter: {_refused_setting(exc)}): behind a transaction-mode pooler (PgBouncer, Supavisor) set "
+        "PEDRO_DATABASE_POOLER=transaction, or give the worker a direct URL (docs/topologies.md)",
+        reason="pooler_not_configured",
+    )
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg.connect, with a pooler's refusal of a startup parameter made a ConfigError that
+    says what to set (the pool's connections are made here too)."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except asyncpg.ProtocolViolationError as exc:
+        if _refused_setting(exc) is None:
+            raise
+        raise _pooler_hint(exc) from None
+
+
+async def connect(dsn: str, *, worker_planning: bool = False, pooler: bool | None = None) -> asyncpg.Connection:
     """One connection with the same codecs as the pool (CLI commands, migrations, tests);
-    `worker_planning` plans like the pool does (WORKER_PLANNING)."""
+    `worker_planning` plans like the pool does (WORKER_PLANNING). `pooler`: whether `dsn` goes
+    through a transaction-mode pooler (default: PEDRO_DATABASE_POOLER of the environment)."""
     settings = {**_SERVER_SETTINGS, **WORKER_PLANNING} if worker_planning else _SERVER_SETTINGS
-    conn = await asyncpg.connect(dsn, server_settings=settings)
+    conn = await _connect(dsn, **_connect_options(settings, behind_pooler() if pooler is None else pooler))
     await _init_connection(conn)
     return conn
 
 
+async def direct_connection(settings: Settings) -> asyncpg.Connection:
+    """A connection for what needs a session of its own (migrations; LISTEN asks for
+    `listen_url`): to PEDRO_DIRECT_DATABASE_URL when set, else to DATABASE_URL."""
+    direct = direct_url(settings)
+    if direct is not None:
+        return await connect(direct, pooler=False)
+    return await connect(settings.require_database_url(), pooler=behind_pooler(settings))
+
+
+def direct_url(settings: Settings) -> str | None:
+    """PEDRO_DIRECT_DATABASE_URL, or None when it is unset (or empty)."""
+    url = settings.direct_database_url.get_secret_value().strip() if settings.direct_database_url else ""
+    return url or None
+
+
+def listen_url(settings: Settings) -> str | None:
+    """Where the notification dispatcher may LISTEN: the direct URL, or DATABASE_URL unless it
+    goes through a transaction-mode pooler (a LISTEN there would hear nothing: its server
+    connection goes back to the pooler at once). None: poll."""
+    return direct_url(settings) or (None if behind_pooler(settings) else settings.require_database_url())
+
+
 def _pool(settings: Settings, dsn: str | None, max_size: int, min_size: int, **more: str) -> asyncpg.Pool:
     set_slow_query_threshold(settings.slow_query_ms)
+    session = {**_SERVER_SETTINGS, **WORKER_PLANNING, "statement_timeout": str(settings.statement_timeout_ms), **more}
     return asyncpg.create_pool(
         dsn or settings.require_database_url(),
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
         reset=_end_any_transaction,
-        server_settings={**_SERVER_SETTINGS, **WORKER_PLANNING, "statement_timeout": str(settings.statement_timeout_ms),
-                         **more},
+        connect=_connect,
+        **_connect_options(session, behind_pooler(settings)),
     )
 
 

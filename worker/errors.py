@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 
 class WorkerError(Exception):
     """Root of every error pedro-worker raises on purpose."""
@@ -73,3 +75,36 @@ class MustWait(WorkerError):
     def __init__(self, reason: str, waits_for: str, detail: str = "") -> None:
         super().__init__(detail or reason, reason=reason)
         self.waits_for = waits_for
+
+
+# --- outages -----------------------------------------------------------------------------------
+
+# PostgreSQL unreachable, restarting or failing over: "try again later", never "this message is
+# wrong". A message that meets one is retried with backoff on the outage budget
+# (`PEDRO_INFRA_MAX_RETRIES`, worker/broker.py); a background loop logs a warning and tries again
+# at its next turn. What a primary's crash and a standby's promotion produce, in order (measured,
+# tests/integration/topology/test_pg_failover.py, docs/topologies.md):
+DATABASE_OUTAGES: tuple[type[BaseException], ...] = (
+    # the statement in flight when the server died (ConnectionDoesNotExistError), refused
+    # connections (ConnectionFailureError 08006 …)
+    asyncpg.PostgresConnectionError,
+    # the next use of a pooled connection whose server died: "connection is closed"
+    asyncpg.InterfaceError,
+    # connecting while no host is up: ConnectionRefusedError, a reset, an unreachable host, or
+    # a connect timeout (TimeoutError is an OSError)
+    OSError,
+    TimeoutError,
+    # 57P01 (pg_ctl stop -m fast, pg_terminate_backend, "unexpected postmaster exit"), 57P02
+    # (another backend crashed: the server restarts), 57P03 (starting up, shutting down, in
+    # recovery), 53300 (too many connections)
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    # every host of a multi-host DATABASE_URL answered, none read-write (target_session_attrs):
+    # the standbys are up and none is promoted yet, or the old primary came back as a standby
+    asyncpg.TargetServerAttributeNotMatched,
+    # 25006: a write reached a standby (a URL without target_session_attrs=read-write) or a
+    # database set read-only for maintenance: waiting for a primary, not a bad event
+    asyncpg.ReadOnlySQLTransactionError,
+)

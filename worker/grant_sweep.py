@@ -23,6 +23,7 @@ import asyncio
 import asyncpg
 
 from . import clock
+from .errors import DATABASE_OUTAGES
 from .domain.expiry import lock_due, settle_due
 from .logs import get_logger
 from .repo import grants as repo
@@ -85,7 +86,8 @@ class GrantSweep:
             try:
                 await self.sweep()
                 pause = await self.pause()
-            except (asyncpg.PostgresError, OSError) as exc:  # a lost connection, a deadlock
+            # a lost connection, a failover (no read-write host yet), a deadlock: the next turn
+            except (asyncpg.PostgresError, *DATABASE_OUTAGES) as exc:
                 log.warning("grant_sweep_failed", error=type(exc).__name__, detail=str(exc)[:200])
             except Exception:  # a bug: logged, and the next sweep tries again
                 log.exception("grant_sweep_crashed")

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .errors import ValidationRejected
 from .events import QUEUE_OF_TYPE, describe_validation_error, validate_event
+from .redis_client import ReplicaWait
 from .wakeup import wake
 
 ACTOR_OF_QUEUE = {
@@ -107,9 +108,16 @@ class Publisher:
             )  # fmt: skip
         for queue in {m.queue_name for m in messages}:
             wake(pipe, broker.namespace, queue)  # idle consumers fetch now (worker/wakeup.py)
+        # WAIT last: this connection's writes, all of them, reached that many replicas (a
+        # failover to one of them keeps them), or ReplicasNotAcknowledged (redis_client.py)
+        replica_wait: ReplicaWait | None = getattr(broker, "replica_wait", None)
+        if replica_wait is not None:
+            replica_wait.add_to(pipe)
         results = pipe.execute(raise_on_error=False)
         # a failed enqueue is an error; a failed wake token is not (the polling finds the message)
         for result in results[: len(messages)]:
             if isinstance(result, Exception):
                 raise result
+        if replica_wait is not None:
+            replica_wait.check(results[-1])
         return [m.message_id for m in messages]

@@ -23,11 +23,18 @@ SQL_DIR = ROOT / "sql"
 _PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)
 
 
+# A password can also come as a query parameter: asyncpg's `password` and `sslpassword` (the
+# client key's passphrase), redis-py's `password` and `ssl_password` (docs/topologies.md, TLS).
+_PASSWORD_IN_QUERY = re.compile(r"(?P<key>[?&][a-z_]*password=)[^&#\s]*", re.I)
+
+
 def mask_url(url: str | None) -> str:
-    """`postgresql://app:s3cret@db/pedro` -> `postgresql://app:***@db/pedro`."""
+    """`postgresql://app:s3cret@db/pedro` -> `postgresql://app:***@db/pedro`; a password given as a
+    query parameter (`?sslpassword=…`, `&ssl_password=…`) is masked too."""
     if not url:
         return ""
-    return _PASSWORD_IN_URL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+    masked = _PASSWORD_IN_URL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+    return _PASSWORD_IN_QUERY.sub(lambda m: f"{m['key']}***", masked)
 
 
 def _env(name: str) -> AliasChoices:
@@ -43,6 +50,24 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(None, validation_alias=_env("DATABASE_URL"))
     redis_url: SecretStr | None = Field(None, validation_alias=_env("REDIS_URL"))
     redis_namespace: str = "pedro"
+
+    # Production topologies (docs/topologies.md).
+    # [pooler] `transaction`: DATABASE_URL reaches PostgreSQL through a transaction-mode pooler
+    # (PgBouncer, Supavisor): no named prepared statements, no session state across transactions.
+    database_pooler: Literal["none", "transaction"] = "none"
+    # [pooler] A URL straight to PostgreSQL (Prisma's directUrl), for what needs a session of its
+    # own: migrations and the notification dispatcher's LISTEN. Unset: migrations go through
+    # DATABASE_URL, and behind a transaction pooler the dispatcher polls (notify_poll_ms).
+    direct_database_url: SecretStr | None = Field(None, validation_alias=_env("DIRECT_DATABASE_URL"))
+    # [sentinel] Redis through Sentinel: the sentinels (comma-separated host:port) and the name of
+    # the master they watch. REDIS_URL then gives only the password, db and TLS (or is unset).
+    redis_sentinels: Annotated[list[str], NoDecode] = []
+    redis_sentinel_master: str = "mymaster"
+    # [wait] An acknowledged enqueue (the ingress's 2xx, the publisher's return) first waits until
+    # this many replicas have it (Redis WAIT), at most redis_wait_timeout_ms; fewer -> an error
+    # (503 at the ingress) and the caller sends again. 0: no wait (a single Redis).
+    redis_wait_replicas: int = Field(0, ge=0)
+    redis_wait_timeout_ms: int = Field(1_000, ge=1)
 
     # Logging: json in production, console in dev (`pedro-worker dev` switches it).
     log_format: Literal["json", "console"] = "json"
@@ -156,12 +181,34 @@ class Settings(BaseSettings):
         # `REDIS_URL=` in an env file or a compose file means "not set", not "a URL named ''".
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("api_tokens", mode="before")
+    @field_validator("api_tokens", "redis_sentinels", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
             return [token.strip() for token in value.split(",") if token.strip()]
         return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _check_sentinels(cls, value: list[str]) -> list[str]:
+        # a typo in a sentinel's address fails at start, not at the first failover
+        from .redis_client import parse_host_port
+
+        for entry in value:
+            parse_host_port(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _check_wait(self) -> Settings:
+        """WAIT blocks the enqueue for up to its timeout: the ingress's socket must outlast it,
+        or a slow replica would read as an unreachable Redis."""
+        wait_ms, socket_ms = self.redis_wait_timeout_ms, self.ingress_redis_timeout_ms
+        if self.redis_wait_replicas and wait_ms >= socket_ms:
+            raise ValueError(f"PEDRO_REDIS_WAIT_TIMEOUT_MS ({wait_ms}) must be below "
+                             f"PEDRO_INGRESS_REDIS_TIMEOUT_MS ({socket_ms})")  # fmt: skip
+        if self.redis_sentinels and not self.redis_sentinel_master.strip():
+            raise ValueError("PEDRO_REDIS_SENTINEL_MASTER is empty")
+        return self
 
     @field_validator("notify_endpoints", mode="before")
     @classmethod
@@ -238,8 +285,11 @@ class Settings(BaseSettings):
         return self.database_url.get_secret_value()
 
     def require_redis_url(self) -> str:
+        """REDIS_URL, or "" when sentinels give the address without one (worker/redis_client.py)."""
         from .errors import ConfigError
 
+        if self.redis_url is None and self.redis_sentinels:
+            return ""
         if self.redis_url is None:
             raise ConfigError("REDIS_URL is not set (or run `pedro-worker dev` for embedded servers)")
         return self.redis_url.get_secret_value()

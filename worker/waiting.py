@@ -44,6 +44,7 @@ import asyncpg
 import dramatiq
 
 from . import clock
+from .errors import DATABASE_OUTAGES
 from .ledger.cost import CostError, feature_cost
 from .ledger.decide import WAITING, Outcome
 from .logs import get_logger
@@ -217,7 +218,8 @@ class Releaser:
             started = time.monotonic()
             try:
                 await self.sweep()
-            except (asyncpg.PostgresError, OSError, dramatiq.errors.BrokerError) as exc:
+            # an outage or a failover (no read-write host yet): the next sweep tries again
+            except (asyncpg.PostgresError, *DATABASE_OUTAGES, dramatiq.errors.BrokerError) as exc:
                 log.warning("waiting_sweep_failed", error=type(exc).__name__, detail=str(exc)[:200])
             except Exception:  # a bug: logged, and the next sweep tries again
                 log.exception("waiting_sweep_crashed")

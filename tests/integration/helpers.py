@@ -103,3 +103,18 @@ async def settle(worker: Any, conn: asyncpg.Connection, *, timeout_s: float = 30
 async def waiting_rows(conn: asyncpg.Connection, state: str | None = "waiting") -> list[asyncpg.Record]:
     query = "SELECT * FROM worker.waiting WHERE $1::text IS NULL OR state = $1 ORDER BY first_waited_at, event_id"
     return await conn.fetch(query, state)
+
+
+def drain_what_the_killed_held(settings: Any) -> None:
+    """After SIGKILLed workers: an in-process worker whose broker requeues their unacknowledged
+    messages as soon as their heartbeats are stale (500 ms), and drains the queues."""
+    from worker.broker import build_broker
+    from worker.runner import InProcessWorker
+
+    rescuer = build_broker(settings.model_copy(update={"heartbeat_timeout_ms": 500, "maintenance_chance": 1_000_000}))
+    try:
+        time.sleep(1)
+        with InProcessWorker(rescuer, threads=4) as worker:
+            worker.drain()
+    finally:
+        rescuer.close()

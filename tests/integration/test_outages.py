@@ -12,7 +12,7 @@ import time
 import redis
 from pydantic import SecretStr
 
-from tests.integration.helpers import balance, count, make_user, usage
+from tests.integration.helpers import balance, count, drain_what_the_killed_held, make_user, usage
 from worker import db
 from worker.broker import build_broker
 from worker.embedded import EmbeddedPostgres
@@ -102,13 +102,7 @@ async def test_a_second_sigterm_kills_the_worker_at_once_and_loses_nothing(conn,
     assert await count(conn, '"UsageHistory"') == applied == await count(conn, "worker.event_log")
     assert await balance(conn, "u") == 1_000_000 - applied and await find_balance_drift(conn) == []
     # the killed worker's unacknowledged messages go back once its heartbeat is stale
-    rescuer = build_broker(settings.model_copy(update={"heartbeat_timeout_ms": 500, "maintenance_chance": 1_000_000}))
-    try:
-        time.sleep(1)
-        with InProcessWorker(rescuer, threads=4) as worker:
-            worker.drain()
-    finally:
-        rescuer.close()
+    drain_what_the_killed_held(settings)
     assert await count(conn, "worker.journal") == 20_000
     assert await balance(conn, "u") == 980_000
 

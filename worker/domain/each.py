@@ -27,6 +27,7 @@ from ..ledger.apply import BatchResult, safe_payload
 from ..ledger.decide import APPLIED, DUPLICATE, REJECTED, RETRY, WAITING, Outcome
 from ..logs import get_logger
 from ..repo import ledger as ledger_repo
+from ..repo.outcome_counts import count_outcomes
 from ..settings import Settings
 
 log = get_logger("pedro.domain")
@@ -72,37 +73,40 @@ async def _store_ingress_rejection(conn: asyncpg.Connection, index: int, raw: di
     return Outcome(key or f"#{index}", REJECTED if stored else DUPLICATE, reason)
 
 
+async def _invalid(conn: asyncpg.Connection, index: int, raw: Any, exc: ValidationError) -> Outcome:
+    event_id = _raw_field(raw, "id", 191)
+    rejection = (event_id, _raw_field(raw, "type", 64), "validation_error",
+                 describe_validation_error(exc), safe_payload(raw))  # fmt: skip
+    await ledger_repo.insert_rejections(conn, [rejection])
+    return Outcome(event_id or f"#{index}", REJECTED, "validation_error")
+
+
 async def _apply_one(
     conn: asyncpg.Connection, index: int, raw: Any, family: Family, settings: Settings
 ) -> Outcome:
+    """One event, in its own transaction; the outcome is counted in the transaction that decides
+    it (worker.outcome_count: the exact totals)."""
     if isinstance(raw, dict) and raw.get("type") == INGRESS_REJECTION:
-        return await _store_ingress_rejection(conn, index, raw)
+        async with conn.transaction():
+            outcome = await _store_ingress_rejection(conn, index, raw)
+            await count_outcomes(conn, family.name, [outcome])
+        return outcome
     try:
         event = family.adapter.validate_python(raw)
     except ValidationError as exc:
-        event_id = _raw_field(raw, "id", 191)
-        rejection = (event_id, _raw_field(raw, "type", 64), "validation_error",
-                     describe_validation_error(exc), safe_payload(raw))  # fmt: skip
-        await ledger_repo.insert_rejections(conn, [rejection])
-        return Outcome(event_id or f"#{index}", REJECTED, "validation_error")
+        async with conn.transaction():
+            outcome = await _invalid(conn, index, raw, exc)
+            await count_outcomes(conn, family.name, [outcome])
+        return outcome
 
     key = family.claim_key(event)
     payload_hash = event.payload_hash()
     try:
         async with conn.transaction():
             await ledger_repo.limit_lock_wait(conn, settings.lock_wait_ms)
-            claimed = await ledger_repo.claim_events(
-                conn, [(key, event.type, payload_hash, event.clerkUserId, None)]
-            )
-            if claimed:
-                return await family.apply(conn, event, settings)
-            recorded = await ledger_repo.find_event_hashes(conn, [key])
-            if recorded.get(key) == payload_hash:
-                return Outcome(key, DUPLICATE)
-            return await reject(
-                conn, event, key, "idempotency_conflict",
-                "an event with this id and a different payload was already processed",
-            )  # fmt: skip
+            outcome = await _decide(conn, event, key, payload_hash, family, settings)
+            await count_outcomes(conn, family.name, [outcome])
+        return outcome
     except MustWait as exc:
         # Rolled back, claim included; the event waits in PostgreSQL, stored before the message
         # is acknowledged (a crash in between redelivers the message: it is found waiting again).
@@ -110,10 +114,27 @@ async def _apply_one(
         async with conn.transaction():
             if await waiting.store(conn, family.name, [(raw, outcome, payload_hash)]):
                 # another payload already waits under this id: refused, the first keeps waiting
-                return await reject(conn, event, key, "idempotency_conflict", waiting.CONFLICT_DETAIL)
+                outcome = await reject(conn, event, key, "idempotency_conflict", waiting.CONFLICT_DETAIL)
+            await count_outcomes(conn, family.name, [outcome])
         return outcome
     except asyncpg.LockNotAvailableError:  # a row it must change was held past lock_wait_ms
         return Outcome(key, RETRY, "row_busy")
+
+
+async def _decide(
+    conn: asyncpg.Connection, event: Any, key: str, payload_hash: str, family: Family, settings: Settings
+) -> Outcome:
+    """Claim the event's key and apply it; a key already claimed is a duplicate or a conflict."""
+    claimed = await ledger_repo.claim_events(conn, [(key, event.type, payload_hash, event.clerkUserId, None)])
+    if claimed:
+        return await family.apply(conn, event, settings)
+    recorded = await ledger_repo.find_event_hashes(conn, [key])
+    if recorded.get(key) == payload_hash:
+        return Outcome(key, DUPLICATE)
+    return await reject(
+        conn, event, key, "idempotency_conflict",
+        "an event with this id and a different payload was already processed",
+    )  # fmt: skip
 
 
 async def apply_each(

@@ -92,11 +92,8 @@ async def readyz(request: Request) -> JSONResponse:
 def build_ingress(settings: Settings) -> Ingress:
     """The broker (no database pool) with short Redis timeouts: an unreachable Redis must turn
     into a quick 503, not a hung request."""
-    broker = build_broker(settings, worker=False)
     timeout = settings.ingress_redis_timeout_ms / 1000
-    broker.client.connection_pool.connection_kwargs.update(
-        socket_timeout=timeout, socket_connect_timeout=timeout
-    )
+    broker = build_broker(settings, worker=False, socket_timeout=timeout)
     return Ingress(
         settings,
         broker,

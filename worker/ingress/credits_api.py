@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse
 
 from .. import clock
 from ..credit_api import CaptureRequest, HoldRequest, Movement, MovementsPage
+from ..errors import DATABASE_OUTAGES
 from ..domain import holds
 from ..events import ClerkUserId, EventId, describe_validation_error
 from ..repo import holds as repo
@@ -84,7 +85,7 @@ async def _run(request: Request, state: Ingress,
         return error_response(request, refused.status, refused.error, refused.detail, **refused.extra)
     except asyncpg.LockNotAvailableError:
         raise HttpError(503, "balance_busy", "the user's balance is busy; retry", headers={"Retry-After": "1"}) from None
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+    except DATABASE_OUTAGES as exc:  # down, restarting, failing over: the client sends it again (idempotent)
         log.error("database_unavailable", error=type(exc).__name__)
         raise HttpError(503, "database_unavailable", "PostgreSQL is unreachable; retry later",
                         headers={"Retry-After": "2"}) from None  # fmt: skip

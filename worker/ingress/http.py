@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..logs import get_logger
 from ..publisher import Publisher, build_message
+from ..redis_client import ReplicasNotAcknowledged
 
 log = get_logger("pedro.ingress")
 
@@ -152,6 +153,12 @@ async def enqueue(
         else:
             message = build_message(queue, [dict(event) for event in events])
             await run_in_threadpool(publisher.enqueue_pipelined, [message])
+    except ReplicasNotAcknowledged as exc:  # PEDRO_REDIS_WAIT_REPLICAS (worker/redis_client.py)
+        log.error("enqueue_not_replicated", acknowledged=exc.acknowledged, wanted=exc.wanted,
+                  events=len(events))  # fmt: skip
+        raise HttpError(503, "queue_unavailable", "Redis's replicas did not acknowledge the events in time: "
+                        "not accepted, retry later (sending them again is harmless)",
+                        headers={"Retry-After": "1"}) from None  # fmt: skip
     except (redis.RedisError, OSError) as exc:
         log.error("enqueue_failed", error=type(exc).__name__, events=len(events))
         raise HttpError(503, "queue_unavailable", "the queue is unreachable; nothing was accepted, retry later",

@@ -49,6 +49,7 @@ from .. import waiting
 from ..notify import outbox
 from ..repo import holds as holds_repo
 from ..repo import ledger as repo
+from ..repo.outcome_counts import count_outcomes
 from ..settings import Settings
 from .decide import APPLIED, DUPLICATE, REJECTED, RETRY, WAITING, LedgerEvent, Outcome, decide
 from .operation_types import OperationTypes
@@ -148,6 +149,12 @@ class _Batch:
         self.hashes: dict[int, str] = {}  # index -> payload hash of the validated event
         self.raw_hashes: list[str | None] = [codec.raw_hash(raw) for raw in raw_events]
         self.rejections: list[tuple] = []  # written by the next transaction
+        self.counted: set[int] = set()  # indexes whose outcome a committed transaction counted
+
+    def uncounted(self) -> dict[int, Outcome]:
+        """Outcomes settled before the transaction (replays, conflicts, invalid events) that no
+        committed transaction has counted yet: the next one counts them (worker.outcome_count)."""
+        return {i: o for i, o in enumerate(self.outcomes) if o is not None and i not in self.counted}
 
     def lookup_ids(self) -> list[str]:
         """The raw events' ids that could have been decided before (valid idempotency keys)."""
@@ -308,7 +315,10 @@ async def _apply_pass(
                                        waiting.CONFLICT_DETAIL, safe_payload(batch.raw_events[i])))  # fmt: skip
         await repo.insert_rejections(conn, rejections)
         await outbox.record_plan(conn, settings, plan, accounts.values(), rejections)
+        final = {**batch.uncounted(), **settled, **{i: outcomes[e.id] for i, e in events.items()}}
+        await count_outcomes(conn, "usage", final.values())  # the exact totals, with what they count
 
+    batch.counted.update(final)
     if opened is not None:
         opened.committed(plan.openings)
 

@@ -16,7 +16,9 @@ When to apply ("smart batching"):
 * no transaction takes more than `micro_batch_max_events` events (a larger message goes alone).
 
 If a shared transaction fails, each submission is retried on its own, so one message that
-breaks its batch cannot take its neighbours down with it.
+breaks its batch cannot take its neighbours down with it — unless PostgreSQL is unreachable or
+failing over (errors.DATABASE_OUTAGES): that fails every submission alike, and each goes back to
+its message's retries with backoff (the settler), none acknowledged.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from ..errors import DATABASE_OUTAGES
 from ..logs import get_logger
 from ..settings import Settings
 from .apply import BatchResult, OpenedUsers, apply_usage_batch
@@ -110,8 +113,17 @@ class Coalescer:
         self._flush()  # what waited during this transaction has waited long enough
 
     async def _apply(self, events: Sequence[Any]) -> BatchResult:
-        async with self.pool.acquire() as conn:
-            return await apply_usage_batch(conn, events, self.settings, opened=self.opened, labels=self.labels)
+        try:
+            async with self.pool.acquire() as conn:
+                return await apply_usage_batch(conn, events, self.settings, opened=self.opened, labels=self.labels)
+        except DATABASE_OUTAGES as exc:
+            # one line per failed transaction: its messages go back to their retries, with backoff
+            log.warning("usage_batch_outage", events=len(events), error=type(exc).__name__, detail=str(exc)[:200])
+            # The pool may reconnect to another server: a promoted standby. An asynchronous one
+            # can lack recent commits, openings this process saw committed among them; skipping
+            # those would leave balances without their opening (reconcile's drift).
+            self.opened = OpenedUsers()
+            raise
 
     async def _run(self, group: list[_Submission]) -> None:
         if len(group) == 1:
@@ -121,6 +133,11 @@ class Coalescer:
         combined = [event for events, _, _ in group for event in events]
         try:
             result = await self._apply(combined)
+        except DATABASE_OUTAGES as exc:  # alone, each would only meet the same outage (logged by _apply)
+            for _, future, _ in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         except Exception as exc:
             log.warning("coalesced_batch_failed", messages=len(group), error=type(exc).__name__)
             await asyncio.gather(*(self._settle(f, self._apply(events)) for events, f, _ in group))

@@ -31,7 +31,7 @@ import msgspec
 from standardwebhooks.webhooks import Webhook
 
 from .. import clock, db
-from ..errors import ConfigError
+from ..errors import DATABASE_OUTAGES, ConfigError
 from ..logs import get_logger, scrub
 from ..repo import notify_dispatch as repo
 from ..repo.notify_dispatch import Claim
@@ -186,7 +186,7 @@ class Dispatcher:
                 try:
                     async with self._pool_conn() as conn:
                         claimed = await repo.claim_deliveries(conn, names, free, self.lease_s)
-                except (asyncpg.PostgresError, OSError) as exc:  # an outage: polled again
+                except (asyncpg.PostgresError, *DATABASE_OUTAGES) as exc:  # an outage, a failover: polled again
                     log.warning("notify_claim_failed", error=type(exc).__name__, detail=scrub(str(exc))[:200])
                 except Exception:  # a bug: logged, and the next turn tries again
                     log.exception("notify_claim_crashed")
@@ -216,7 +216,7 @@ class Dispatcher:
             outcome = Outcome(None, type(exc).__name__)
         try:
             await self._record(claim, outcome)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, *DATABASE_OUTAGES) as exc:
             # it stays in flight until its lease ends, then goes again (at least once)
             log.warning("notification_outcome_lost", endpoint=claim.endpoint, webhook_id=claim.webhook_id,
                         attempt=claim.attempts, status=outcome.status, error=type(exc).__name__)  # fmt: skip
@@ -253,7 +253,7 @@ class Dispatcher:
                 if written:
                     log.info("notifications_scanned", written=written)
                     self._wake.set()
-            except (asyncpg.PostgresError, OSError) as exc:
+            except (asyncpg.PostgresError, *DATABASE_OUTAGES) as exc:
                 log.warning("notify_scan_failed", error=type(exc).__name__, detail=scrub(str(exc))[:200])
             except Exception:  # a bug: logged, and the next scan tries again
                 log.exception("notify_scan_crashed")
@@ -261,16 +261,26 @@ class Dispatcher:
 
     async def _listen(self) -> None:
         """A dedicated connection LISTENs (a pooled one would lose it on release); when it is
-        lost, the loop polls until it is back."""
+        lost, the loop polls until it is back. Behind a transaction-mode pooler it LISTENs on
+        PEDRO_DIRECT_DATABASE_URL, or never (db.listen_url): the loop polls."""
         if self._listener is not None and not self._listener.is_closed():
             return
         self._listener = None
+        url = db.listen_url(self.settings)
+        if url is None:
+            if self._listening:
+                log.info("notify_polling", detail="behind a transaction pooler without PEDRO_DIRECT_DATABASE_URL: "
+                         f"no LISTEN, polled every {self.settings.notify_poll_ms} ms")  # fmt: skip
+            self._listening = False
+            return
         listener = None
         try:
             async with asyncio.timeout(LISTEN_CONNECT_S):
-                listener = await db.connect(self.settings.require_database_url())
+                listener = await db.connect(url, pooler=False)  # a session of its own: no pooler between
                 await listener.add_listener(CHANNEL, self._notified)
-        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        # no host up, or none read-write yet (a failover: TargetServerAttributeNotMatched, which is
+        # not a PostgresError and used to end the dispatcher): poll, and LISTEN again next turn
+        except (asyncpg.PostgresError, *DATABASE_OUTAGES) as exc:
             if listener is not None:
                 listener.terminate()
             if self._listening:
@@ -317,7 +327,7 @@ async def _serve(settings: Settings) -> int:
         loop.add_signal_handler(sig, dispatcher.stop)
     try:
         await dispatcher.run()
-    except (asyncpg.PostgresError, OSError) as exc:  # no pool: the database is unreachable
+    except (asyncpg.PostgresError, *DATABASE_OUTAGES) as exc:  # no pool: the database is unreachable
         log.error("notify_cannot_start", error=type(exc).__name__, detail=scrub(str(exc))[:200])
         return 1
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from ..redis_client import redis_client
 from ..settings import Settings
 from .dlq import DeadLetter, DeadLetters
 from .progress import progress
@@ -82,9 +83,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.require_redis_url(), socket_timeout=10, socket_connect_timeout=5
-    )
+    return redis_client(settings, socket_timeout=10, socket_connect_timeout=5)
 
 
 # --- dlq -----------------------------------------------------------------------------------------
@@ -181,20 +180,22 @@ def _dlq_act(dead: DeadLetters, args: argparse.Namespace) -> int:
 
 async def _postgres_views(settings: Settings) -> tuple[dict[str, Any] | None, ...]:
     """What `stats` reads from PostgreSQL, as the dashboard's panels read it: waiting events,
-    holds, notifications (each None without a DATABASE_URL, {"error": …} when unreachable)."""
+    holds, notifications, the exact ledger totals (each None without a DATABASE_URL,
+    {"error": …} when unreachable)."""
     from .holds import holds_view
     from .notifications import notifications_view
+    from .outcomes import outcomes_view
     from .waiting import waiting_view
 
-    waiting, holds, notifications = await asyncio.gather(
-        waiting_view(settings), holds_view(settings), notifications_view(settings)
+    return await asyncio.gather(
+        waiting_view(settings), holds_view(settings), notifications_view(settings), outcomes_view(settings)
     )
-    return waiting, holds, notifications
 
 
 def _stats(settings: Settings, as_json: bool) -> int:
     from .holds import stats_line as holds_line
     from .notifications import stats_line as notifications_line
+    from .outcomes import apply_exact_totals
     from .stats import StatsReader, overview
     from .waiting import text_lines as waiting_lines
 
@@ -205,7 +206,8 @@ def _stats(settings: Settings, as_json: bool) -> int:
             heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
         )
     )
-    view["waiting"], view["holds"], view["notifications"] = asyncio.run(_postgres_views(settings))
+    view["waiting"], view["holds"], view["notifications"], outcomes = asyncio.run(_postgres_views(settings))
+    apply_exact_totals(view, outcomes)
     if as_json:
         print(json.dumps(view))
         return EXIT_OK

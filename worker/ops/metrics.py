@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from .keys import BATCH_SIZE_BUCKETS, DURATION_BUCKETS_MS, LATENCY_BUCKETS_MS
 from .stats import StatsReader, histogram
+from .outcomes import EXACT, usable
 
 __all__ = ["CONTENT_TYPE_LATEST", "render_metrics"]
 
@@ -57,8 +58,9 @@ def _histogram(
 
 
 class RedisStatsCollector(Collector):
-    def __init__(self, reader: StatsReader) -> None:
+    def __init__(self, reader: StatsReader, exact: dict[tuple[str, str, str], int] | None = None) -> None:
         self.reader = reader
+        self.exact = exact
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("pedro_redis_up", "1 if the broker's Redis answered this scrape.")
@@ -145,7 +147,10 @@ class RedisStatsCollector(Collector):
             "Ledger outcomes per event: applied, duplicate, rejected, retry, waiting (by reason).",
             labels=["queue", "outcome", "reason"],
         )
-        for labels, n in sorted(totals.get("events", {}).items()):
+        counted = totals.get("events", {})
+        if self.exact is not None:  # PostgreSQL's exact totals (ops/outcomes.py); retries from Redis
+            counted = {**{k: n for k, n in counted.items() if k[1] not in EXACT}, **self.exact}
+        for labels, n in sorted(counted.items()):
             events.add_metric(list(labels), n)
         dead_events = CounterMetricFamily(
             "pedro_dead_lettered_events",
@@ -351,13 +356,14 @@ class NotificationsCollector(Collector):
 def render_metrics(
     reader: StatsReader, waiting: dict[str, Any] | None = None,
     credits: dict[str, Any] | None = None, holds: dict[str, Any] | None = None,
-    notifications: dict[str, Any] | None = None,
+    notifications: dict[str, Any] | None = None, outcomes: dict[str, Any] | None = None,
 ) -> bytes:  # fmt: skip
     """`waiting`: `ops.waiting.waiting_view`, `credits`: `ops.grants.expiry_view`, `holds`:
     `ops.holds.holds_view`, `notifications`: `ops.notifications.notifications_view` (None
-    without a DATABASE_URL: no waiting, credit, hold or notification families)."""
+    without a DATABASE_URL: no waiting, credit, hold or notification families); `outcomes`:
+    `ops.outcomes.outcomes_view`, the exact `pedro_events_total` when PostgreSQL answered."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisStatsCollector(reader))
+    registry.register(RedisStatsCollector(reader, usable(outcomes)))
     if waiting is not None:
         registry.register(WaitingCollector(waiting))
     if credits is not None:

@@ -39,6 +39,7 @@ from ..repo.reconcile import (
     iter_grant_drift,
     iter_hold_drift,
 )
+from ..redis_client import redis_client
 from ..settings import Settings
 from .keys import Keys
 
@@ -120,10 +121,10 @@ async def run_command(settings: Settings, *, as_json: bool, page_size: int = 5_0
             report = await reconcile(conn, page_size=page_size, on_progress=bar.update)
     finally:
         await conn.close()
-    if settings.redis_url is not None:
+    if settings.redis_url is not None or settings.redis_sentinels:
         try:
             store(
-                redis.Redis.from_url(settings.require_redis_url(), socket_timeout=5),
+                redis_client(settings, socket_timeout=5),
                 settings.redis_namespace,
                 report,
                 "cli",

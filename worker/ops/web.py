@@ -31,6 +31,7 @@ from .. import db
 from ..broker import QUEUES
 from ..errors import ConfigError
 from ..logs import get_logger
+from ..redis_client import redis_client
 from ..settings import Settings
 from . import pages
 from .auth import SESSION_COOKIE, SESSION_TTL_S, OpsAuth, Principal
@@ -40,6 +41,7 @@ from .holds import holds_view
 from .metrics import CONTENT_TYPE_LATEST, render_metrics
 from .notifications import configured_endpoints, deliveries_of, notifications_view, plan_redelivery
 from .notifications import redeliver as redeliver_notification
+from .outcomes import apply_exact_totals, outcomes_view
 from .reconcile import BackgroundReconcile
 from .stats import StatsReader, overview
 from .waiting import OLDEST_SHOWN, NotWaiting, waiting_view
@@ -90,9 +92,7 @@ class OpsApp:
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
-            self._client = redis.Redis.from_url(
-                self.settings.require_redis_url(), socket_timeout=5, socket_connect_timeout=3
-            )
+            self._client = redis_client(self.settings, socket_timeout=5, socket_connect_timeout=3)
         return self._client
 
     def reader(self) -> StatsReader:
@@ -201,10 +201,11 @@ class OpsApp:
         except redis.RedisError as exc:
             return _redis_down(exc)
         self.reconciler.maybe_start(self.client, view["ledger"]["reconcile"])
-        view["waiting"], view["credits"], view["holds"], view["notifications"] = await asyncio.gather(
+        view["waiting"], view["credits"], view["holds"], view["notifications"], outcomes = await asyncio.gather(
             waiting_view(self.settings, oldest=OLDEST_SHOWN), expiry_view(self.settings),
-            holds_view(self.settings), notifications_view(self.settings),
+            holds_view(self.settings), notifications_view(self.settings), outcomes_view(self.settings),
         )  # fmt: skip
+        apply_exact_totals(view, outcomes)
         return _json(view)
 
     def _overview(self, queue: str | None, reason: str | None) -> dict[str, Any]:
@@ -383,11 +384,11 @@ class OpsApp:
         if not self.settings.ops_metrics_public and self.auth.authenticate(request) is None:
             return self._challenge(request, page=False)
         reader = self.reader()
-        waiting, credits, holds, notifications = await asyncio.gather(
+        waiting, credits, holds, notifications, outcomes = await asyncio.gather(
             waiting_view(self.settings), expiry_view(self.settings, days=0), holds_view(self.settings),
-            notifications_view(self.settings),
+            notifications_view(self.settings), outcomes_view(self.settings),
         )  # fmt: skip
-        text = await run_in_threadpool(render_metrics, reader, waiting, credits, holds, notifications)
+        text = await run_in_threadpool(render_metrics, reader, waiting, credits, holds, notifications, outcomes)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
