@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import threading
 import time
 
@@ -32,7 +33,7 @@ from dramatiq.middleware import (
 
 from . import db
 from .codec import MessageEncoder
-from .errors import DATABASE_OUTAGES, Rejected, RetryLater, WorkerError
+from .errors import DATABASE_OUTAGES, ConfigError, Rejected, RetryLater, WorkerError
 from .gc_tuning import GarbageCollection
 from .grant_sweep import GrantSweep
 from .ledger.coalesce import Coalescer
@@ -111,6 +112,23 @@ class WorkerBootError(MiddlewareError):
     """The worker must not boot (no pool, incompatible schema)."""
 
 
+def refuse_an_untrusted_redis(broker: dramatiq.Broker) -> None:
+    """A Redis whose TLS certificate fails verification is a configuration error, not an outage:
+    the worker must not boot (its consumers would log it every 3 s and consume nothing). Any other
+    Redis error at boot is an outage: the consumers retry until it answers."""
+    if not isinstance(broker, RedisBroker):
+        return
+    try:
+        broker.client.ping()
+    except redis.ConnectionError as exc:
+        causes, error = [], exc
+        while error is not None and len(causes) < 10:
+            causes.append(error)
+            error = error.__cause__ or error.__context__
+        if any(isinstance(e, ssl.SSLCertVerificationError) for e in causes) or "certificate verify failed" in str(exc):
+            raise ConfigError(f"Redis's TLS certificate was refused: {exc}", reason="redis_certificate_refused") from exc
+
+
 class DatabasePool(Middleware):
     """One asyncpg pool per worker process, on the AsyncIO middleware's loop.
 
@@ -135,6 +153,7 @@ class DatabasePool(Middleware):
         loop_thread = get_event_loop_thread()
         assert loop_thread is not None, "DatabasePool must come after AsyncIO"
         try:
+            refuse_an_untrusted_redis(broker)
             Runtime.pool = loop_thread.run_coroutine(self._open())
             Runtime.settings = self.settings
             Runtime.broker = broker

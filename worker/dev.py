@@ -79,7 +79,7 @@ def run_dev(settings: Settings, *, demo: bool = True) -> int:
         if settings.database_url is None:
             pg = stack.enter_context(EmbeddedPostgres())
             settings = settings.model_copy(update={"database_url": SecretStr(pg.url)})
-        if settings.redis_url is None:
+        if settings.redis_url is None and not settings.redis_sentinels:
             rd = stack.enter_context(EmbeddedRedis())
             settings = settings.model_copy(update={"redis_url": SecretStr(rd.url)})
         database_url = settings.require_database_url()
@@ -88,7 +88,9 @@ def run_dev(settings: Settings, *, demo: bool = True) -> int:
 
         broker = build_broker(settings)
         worker = stack.enter_context(InProcessWorker(broker, threads=settings.worker_threads))
-        print(f"\npedro-worker dev\n  postgres  {mask_url(database_url)}\n  redis     {mask_url(redis_url)}")
+        redis_shown = (f"sentinels {','.join(settings.redis_sentinels)} (master {settings.redis_sentinel_master})"
+                       if settings.redis_sentinels else mask_url(redis_url))  # fmt: skip
+        print(f"\npedro-worker dev\n  postgres  {mask_url(database_url)}\n  redis     {redis_shown}")
         if demo:
             before = asyncio.run(_balances(database_url))
             Publisher(broker).publish_many(demo_events())

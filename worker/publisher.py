@@ -16,6 +16,7 @@ from typing import Any
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from pydantic import ValidationError
+from redis.exceptions import NoScriptError
 
 from .errors import ValidationRejected
 from .events import QUEUE_OF_TYPE, describe_validation_error, validate_event
@@ -87,25 +88,40 @@ class Publisher:
     def enqueue_pipelined(self, messages: list[Message]) -> list[str]:
         """Like `broker.enqueue` for each message, in one Redis round trip.
 
-        The broker has no batch API; this calls its enqueue script once per message inside a
-        pipeline, with the same arguments `RedisBroker.enqueue` passes.
+        The broker has no batch API; this runs its enqueue script once per message inside a
+        pipeline, with the same arguments `RedisBroker.enqueue` passes. By EVALSHA alone: a
+        pipeline that calls a redis-py `Script` first asks the server whether it has the script
+        (SCRIPT EXISTS), a second round trip on every publish, for a script the server almost
+        always has. When it does not (a restart, a failover, SCRIPT FLUSH), the enqueues answer
+        NOSCRIPT and nothing was stored: the script is loaded and those messages go again, under
+        the same ids.
         """
         if not messages:
             return []
         broker = self.broker
-        dispatch = broker.scripts["dispatch"]
-        max_unpack = broker._max_unpack_size()
+        pending = [message.copy(options={"redis_message_id": str(uuid.uuid4())}) for message in messages]
+        for message in pending:
+            broker.emit_before("enqueue", message, None)
+        results = self._send(pending)
+        missing = [m for m, result in zip(pending, results, strict=True) if isinstance(result, NoScriptError)]
+        if missing:
+            dispatch = broker.scripts["dispatch"]
+            dispatch.sha = broker.client.script_load(dispatch.script)
+            for result in self._send(missing):
+                if isinstance(result, Exception):
+                    raise result
+        return [m.message_id for m in messages]
+
+    def _send(self, messages: list[Message]) -> list[Any]:
+        """One pipeline: the enqueue script per message, the wake tokens, WAIT; the enqueues'
+        results (NoScriptError stays a result; any other error is raised)."""
+        broker = self.broker
+        sha, max_unpack = broker.scripts["dispatch"].sha, broker._max_unpack_size()
         pipe = broker.client.pipeline(transaction=False)
         for message in messages:
-            message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
-            broker.emit_before("enqueue", message, None)
-            dispatch(
-                keys=[broker.namespace],
-                args=["enqueue", int(time.time() * 1000), message.queue_name, broker.broker_id,
-                      broker.heartbeat_timeout, broker.dead_message_ttl, 0, max_unpack,
-                      message.options["redis_message_id"], message.encode()],
-                client=pipe,
-            )  # fmt: skip
+            pipe.evalsha(sha, 1, broker.namespace, "enqueue", int(time.time() * 1000), message.queue_name,
+                         broker.broker_id, broker.heartbeat_timeout, broker.dead_message_ttl, 0, max_unpack,
+                         message.options["redis_message_id"], message.encode())  # fmt: skip
         for queue in {m.queue_name for m in messages}:
             wake(pipe, broker.namespace, queue)  # idle consumers fetch now (worker/wakeup.py)
         # WAIT last: this connection's writes, all of them, reached that many replicas (a
@@ -115,9 +131,10 @@ class Publisher:
             replica_wait.add_to(pipe)
         results = pipe.execute(raise_on_error=False)
         # a failed enqueue is an error; a failed wake token is not (the polling finds the message)
-        for result in results[: len(messages)]:
-            if isinstance(result, Exception):
+        enqueued = results[: len(messages)]
+        for result in enqueued:
+            if isinstance(result, Exception) and not isinstance(result, NoScriptError):
                 raise result
         if replica_wait is not None:
             replica_wait.check(results[-1])
-        return [m.message_id for m in messages]
+        return enqueued

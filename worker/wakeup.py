@@ -32,6 +32,7 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import compute_backoff, current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
+from redis.exceptions import NoScriptError
 
 from .ops.keys import Keys
 from .settle import hand_off
@@ -92,13 +93,24 @@ class WakeableConsumer(_RedisConsumer):
         (the arguments are those of `RedisBroker._dispatch`, dramatiq 2.x)."""
         broker = self.broker
         try:
-            pipe = broker.client.pipeline(transaction=False)
-            dispatch, keys = broker.scripts["dispatch"], [broker.namespace]
+            dispatch = broker.scripts["dispatch"]
             command = ["ack", current_millis(), self.queue_name, broker.broker_id,
                        broker.heartbeat_timeout, broker.dead_message_ttl, 0, broker._max_unpack_size()]  # fmt: skip
-            for message in messages:
-                dispatch(keys=keys, args=[*command, message.options["redis_message_id"]], client=pipe)
-            pipe.execute()
+            # EVALSHA alone, not the Script object: in a pipeline that one first asks the server
+            # whether it has the script (SCRIPT EXISTS), a second round trip per ack batch
+            for attempt in range(2):
+                pipe = broker.client.pipeline(transaction=False)
+                for message in messages:
+                    pipe.evalsha(dispatch.sha, 1, broker.namespace, *command, message.options["redis_message_id"])
+                results = pipe.execute(raise_on_error=False)
+                errors = [r for r in results if isinstance(r, Exception)]
+                if not errors:
+                    break
+                if attempt or not all(isinstance(e, NoScriptError) for e in errors):
+                    raise errors[0]
+                # the server lost its scripts (a restart, a failover): load it, ack them all again
+                # (an ack is idempotent: a message already acknowledged is simply not there)
+                dispatch.sha = broker.client.script_load(dispatch.script)
         except redis.ConnectionError as e:
             raise ConnectionClosed(e) from None
         finally:

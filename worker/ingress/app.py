@@ -9,7 +9,7 @@
     POST /webhooks/clerk       Svix signature (webhooks/clerk.py)
     POST /webhooks/vercel-blob x-vercel-signature (webhooks/vercel_blob.py)
     GET  /healthz              the process is up
-    GET  /readyz               PostgreSQL and Redis reachable
+    GET  /readyz               PostgreSQL and Redis reachable (and Redis's replicas there, with WAIT)
     GET  /ops/, GET /metrics   the ops dashboard and Prometheus metrics (worker/ops/web.py; they
                                read the waiting events from PostgreSQL, and release or drop them)
 
@@ -73,11 +73,18 @@ async def _postgres_ok(settings: Settings) -> str:
 
 
 async def _redis_ok(state: Ingress) -> str:
+    """`ok`, `unreachable`, or — when an accepted event must wait for replicas
+    (PEDRO_REDIS_WAIT_REPLICAS) — `replicas_missing` while fewer are connected: POST /v1/events
+    would answer 503, so the ingress is not ready."""
+    wanted = state.settings.redis_wait_replicas
     try:
-        await run_in_threadpool(state.broker.client.ping)
+        if not wanted:
+            await run_in_threadpool(state.broker.client.ping)
+            return "ok"
+        replication = await run_in_threadpool(state.broker.client.info, "replication")
     except (redis.RedisError, OSError):
         return "unreachable"
-    return "ok"
+    return "ok" if int(replication.get("connected_slaves", 0)) >= wanted else "replicas_missing"
 
 
 async def readyz(request: Request) -> JSONResponse:

@@ -181,7 +181,9 @@ OPERATIONS: tuple[Operation, ...] = (
                         "`batch_too_large`: more than `PEDRO_INGRESS_MAX_BATCH` (1000) events."),
             422: Answer("No event of the request is valid: nothing was queued. `results` says why, per event.",
                         ["EventsRefused"]),
-            503: Answer("`queue_unavailable` (`Retry-After`): Redis is unreachable, nothing was queued — retry; "
+            503: Answer("`queue_unavailable` (`Retry-After`): Redis is unreachable, or fewer of its replicas than "
+                        "`PEDRO_REDIS_WAIT_REPLICAS` acknowledged in time; nothing was accepted — retry (the same ids: "
+                        "a copy that did reach Redis is then a duplicate); "
                         "`not_configured`: the server has no `PEDRO_API_TOKENS`.", headers=["RetryAfter"]),
         },
     ),

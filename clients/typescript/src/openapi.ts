@@ -904,7 +904,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `queue_unavailable` (`Retry-After`): Redis is unreachable, nothing was queued — retry; `not_configured`: the server has no `PEDRO_API_TOKENS`. */
+            /** @description `queue_unavailable` (`Retry-After`): Redis is unreachable, or fewer of its replicas than `PEDRO_REDIS_WAIT_REPLICAS` acknowledged in time; nothing was accepted — retry (the same ids: a copy that did reach Redis is then a duplicate); `not_configured`: the server has no `PEDRO_API_TOKENS`. */
             503: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];

@@ -251,6 +251,12 @@ async def test_without_a_replica_to_acknowledge_the_ingress_answers_503_within_t
             assert "accepted" not in body and "results" not in body  # nothing claimed acknowledged
             assert 0.3 <= elapsed < 1.5, elapsed
             print(f"\nno replica: 503 after {elapsed * 1000:.0f} ms (WAIT timeout 300 ms)")
+            # and the ingress says it is not ready (a load balancer takes it out of rotation)
+            deadline = time.monotonic() + 10  # the primary notices the lost replica's connection
+            while (ready := client.get("/readyz")).status_code != 503:
+                assert time.monotonic() < deadline, ready.text
+                time.sleep(0.2)
+            assert ready.json()["checks"]["redis"] == "replicas_missing"
             # the Python publisher refuses the same way
             with pytest.raises(ReplicasNotAcknowledged, match="0 of 1 Redis replicas"):
                 Publisher(broker).publish(usage("u", id="no-replica-3"))
@@ -260,6 +266,7 @@ async def test_without_a_replica_to_acknowledge_the_ingress_answers_503_within_t
             while (answer := client.post("/v1/events", json=usage("u", id="replica-back"))).status_code != 202:
                 assert time.monotonic() < deadline, answer.text
                 time.sleep(0.2)
+            assert client.get("/readyz").json()["checks"]["redis"] == "ok"
     finally:
         broker.close()
 
