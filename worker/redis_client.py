@@ -9,7 +9,8 @@
   the pool turns into a `ConnectionError` and a reconnect. `REDIS_URL` is then optional and gives
   only the password, db and TLS (its host is ignored); the sentinels get the same TLS settings
   and the caller's socket timeouts (1 s when it gives none: a dead sentinel must not hang a
-  lookup), but not the password (sentinels without `requirepass`).
+  lookup), and their own password, `PEDRO_REDIS_SENTINEL_PASSWORD` (sentinels with
+  `requirepass`), not the master's.
 
 dramatiq's Lua scripts (`register_script`, run by EVALSHA) survive a failover: redis-py's
 `Script` loads a script again on NOSCRIPT, and a pipeline checks its scripts before each run.
@@ -76,6 +77,8 @@ def redis_client(
             "socket_timeout": lookup_s,
             "socket_connect_timeout": socket_connect_timeout or lookup_s,
             **tls,
+            **({"password": settings.redis_sentinel_password.get_secret_value()}
+               if settings.redis_sentinel_password else {}),  # fmt: skip
         },
     )
     return sentinel.master_for(settings.redis_sentinel_master, **{**options, **tls, **timeouts})

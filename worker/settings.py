@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     # the master they watch. REDIS_URL then gives only the password, db and TLS (or is unset).
     redis_sentinels: Annotated[list[str], NoDecode] = []
     redis_sentinel_master: str = "mymaster"
+    redis_sentinel_password: SecretStr | None = None  # the sentinels' own `requirepass`, if any
     # [wait] An acknowledged enqueue (the ingress's 2xx, the publisher's return) first waits until
     # this many replicas have it (Redis WAIT), at most redis_wait_timeout_ms; fewer -> an error
     # (503 at the ingress) and the caller sends again. 0: no wait (a single Redis).

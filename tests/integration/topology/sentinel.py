@@ -31,8 +31,8 @@ FAILOVER_TIMEOUT_MS = 3_000
 class Node:
     """One server process (redis-server or redis-sentinel) in its own process group."""
 
-    def __init__(self, binary: str, conf: Path, port: int, args: tuple[str, ...] = ()) -> None:
-        self.binary, self.conf, self.port, self.args = binary, conf, port, args
+    def __init__(self, binary: str, conf: Path, port: int, args: tuple[str, ...] = (), password: str | None = None) -> None:
+        self.binary, self.conf, self.port, self.args, self.password = binary, conf, port, args, password
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -41,7 +41,7 @@ class Node:
         deadline = time.monotonic() + 10
         while True:
             try:
-                redis.Redis(port=self.port, socket_timeout=1).ping()
+                redis.Redis(port=self.port, password=self.password, socket_timeout=1).ping()
                 return
             except redis.ConnectionError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -65,7 +65,8 @@ class Node:
 class SentinelTopology:
     """A primary, `replicas` replicas and `sentinels` sentinels (quorum: a majority of them)."""
 
-    def __init__(self, *, replicas: int = 1, sentinels: int = 3, appendfsync: str = "everysec") -> None:
+    def __init__(self, *, replicas: int = 1, sentinels: int = 3, appendfsync: str = "everysec",
+                 sentinel_password: str | None = None) -> None:  # fmt: skip
         self.server = require_binary("redis-server")
         self.sentinel_binary = require_binary("redis-sentinel")
         self.base = Path(tempfile.mkdtemp(prefix="pedro-sentinel-"))
@@ -74,6 +75,7 @@ class SentinelTopology:
         self.sentinels: list[Node] = []
         self.sentinel_count = sentinels
         self.replica_count = replicas
+        self.sentinel_password = sentinel_password  # `requirepass` on the sentinels (and sentinel-pass among them)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -95,8 +97,10 @@ class SentinelTopology:
                 f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}",
                 f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}",
                 f"sentinel parallel-syncs {MASTER} 1",
+                *([f"requirepass {self.sentinel_password}", f"sentinel sentinel-pass {self.sentinel_password}"]
+                  if self.sentinel_password else []),
             ]) + "\n")  # fmt: skip
-            node = Node(self.sentinel_binary, conf, port, ("--sentinel",))
+            node = Node(self.sentinel_binary, conf, port, ("--sentinel",), password=self.sentinel_password)
             node.start()
             self.sentinels.append(node)
         self._wait(self._ready, 30, "the sentinels to see the replica and each other")
@@ -127,11 +131,14 @@ class SentinelTopology:
         """The primary's port as the first sentinel that answers sees it."""
         for node in self.sentinels:
             try:
-                _, port = redis.Redis(port=node.port, socket_timeout=1).sentinel_get_master_addr_by_name(MASTER)
+                _, port = self.sentinel_client(node).sentinel_get_master_addr_by_name(MASTER)
                 return int(port)
             except (redis.RedisError, TypeError):
                 continue
         return None
+
+    def sentinel_client(self, node: Node) -> redis.Redis:
+        return redis.Redis(port=node.port, password=self.sentinel_password, socket_timeout=1)
 
     def node(self, port: int) -> Node:
         return next(node for node in self.redis if node.port == port)
@@ -204,7 +211,7 @@ class SentinelTopology:
     def _ready(self) -> bool:
         try:
             for node in self.sentinels:
-                state = redis.Redis(port=node.port, socket_timeout=1).sentinel_master(MASTER)
+                state = self.sentinel_client(node).sentinel_master(MASTER)
                 if state["num-slaves"] < self.replica_count or state["num-other-sentinels"] < len(self.sentinels) - 1:
                     return False
             info = redis.Redis(port=self.redis[0].port, socket_timeout=1).info("replication")

@@ -85,6 +85,17 @@ def test_the_factory_takes_password_db_and_tls_from_the_url_and_the_address_from
     assert (plain.connection_pool.connection_kwargs["host"], plain.connection_pool.connection_kwargs["socket_timeout"]) == ("h", 3)
 
 
+def test_sentinels_with_a_password_are_asked_with_it_and_refuse_without_it():
+    with SentinelTopology(replicas=0, sentinels=1, sentinel_password="s3ntinel") as guarded:
+        settings = Settings(_env_file=None, redis_sentinels=guarded.sentinel_addresses, redis_sentinel_master=MASTER,
+                            redis_sentinel_password=SecretStr("s3ntinel"))  # fmt: skip
+        client = redis_client(settings, socket_timeout=2)
+        assert client.ping() and client.set("through-a-guarded-sentinel", 1)
+        unguarded = redis_client(settings.model_copy(update={"redis_sentinel_password": None}), socket_timeout=2)
+        with pytest.raises(redis.ConnectionError, match="No master found"):  # the sentinel said NOAUTH
+            unguarded.ping()
+
+
 # --- the topology ------------------------------------------------------------------------------
 
 
