@@ -217,10 +217,12 @@ SELECT (SELECT count(*) FROM decided) AS decided,
        (SELECT count(*) FROM resolved_holds) AS resolved_holds
 
 -- insert_rejections --
--- Store refused events with their reason (overdraft, refund too large, invalid input…).
+-- Store refused events with their reason (overdraft, refund too large, invalid input…); returns
+-- the (event_id, reason) stored now (one already there is a redelivery: skipped).
 -- $1 event_id text[], $2 event_type text[], $3 reason text[], $4 detail text[], $5 payload text[]
 INSERT INTO worker.rejection (event_id, event_type, reason, detail, payload)
 SELECT r.event_id, r.event_type, r.reason, r.detail, r.payload::jsonb
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
      AS r(event_id, event_type, reason, detail, payload)
 ON CONFLICT (event_id, reason) DO NOTHING
+RETURNING event_id, reason

@@ -16,7 +16,9 @@ from worker.ops.stats import StatsReader
 from worker.publisher import Publisher
 from worker.repo.reconcile import find_balance_drift
 from worker.repo.outcome_counts import tally
+from worker.ledger.apply import repeated_refusals_are_duplicates
 from worker.ledger.decide import Outcome
+from worker.repo.outcome_counts import outcome_totals
 
 EVENTS = 8_000
 DUPLICATES = 800  # the first 800 published again
@@ -29,6 +31,28 @@ def test_tally_counts_outcomes_by_status_and_reason_sorted_and_skips_retries():
                 Outcome("f", "waiting", "unknown_user", "user:x")]  # fmt: skip
     assert tally(outcomes) == [("applied", "", 2), ("duplicate", "", 1), ("rejected", "insufficient_credits", 1),
                                ("waiting", "unknown_user", 1)]  # fmt: skip
+
+
+def test_a_refusal_already_stored_is_a_duplicate_delivery():
+    outcomes = {0: Outcome("a", "rejected", "validation_error"), 1: Outcome("a", "rejected", "validation_error"),
+                2: Outcome("b", "rejected", "idempotency_conflict"), 3: Outcome("#3", "rejected", "validation_error"),
+                4: Outcome("c", "applied")}  # fmt: skip
+    settled = repeated_refusals_are_duplicates(outcomes, stored={("a", "validation_error"), (None, "validation_error")})
+    assert [o.status for o in settled.values()] == ["rejected", "duplicate", "duplicate", "rejected", "applied"]
+
+
+async def test_an_invalid_event_delivered_three_times_is_one_refusal_and_two_duplicates(conn, broker, worker):
+    bad_usage = usage("nobody", id="bad-usage", credits=-1)
+    bad_user = {"type": "user.created", "id": "bad-user", "clerkUserId": "u-x"}  # no occurredAt, no email
+    for _ in range(3):  # three messages: what a redelivery after a crash looks like
+        Publisher(broker, validate=False).publish_many([bad_usage, bad_user])
+        worker.drain()
+    totals = await outcome_totals(conn)
+    assert {k: n for k, n in totals.items() if k[1] != "applied"} == {
+        ("usage", "rejected", "validation_error"): 1, ("usage", "duplicate", ""): 2,
+        ("users", "rejected", "validation_error"): 1, ("users", "duplicate", ""): 2,
+    }  # fmt: skip
+    assert await count(conn, "worker.rejection") == 2
 
 
 def _start_worker(env: dict[str, str]) -> subprocess.Popen:

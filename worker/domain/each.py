@@ -59,8 +59,9 @@ async def reject(
 ) -> Outcome:
     """Store a refusal (in the caller's transaction) and return its outcome."""
     payload = safe_payload(event.model_dump(mode="json"))
-    await ledger_repo.insert_rejections(conn, [(event_id, event.type, reason, detail, payload)])  # type: ignore[attr-defined]
-    return Outcome(event_id, REJECTED, reason)
+    stored = await ledger_repo.insert_rejections(conn, [(event_id, event.type, reason, detail, payload)])  # type: ignore[attr-defined]
+    # already stored: a redelivery of a refused event (ledger/apply.py, repeated_refusals_are_duplicates)
+    return Outcome(event_id, REJECTED, reason) if stored else Outcome(event_id, DUPLICATE)
 
 
 async def _store_ingress_rejection(conn: asyncpg.Connection, index: int, raw: dict) -> Outcome:
@@ -77,8 +78,8 @@ async def _invalid(conn: asyncpg.Connection, index: int, raw: Any, exc: Validati
     event_id = _raw_field(raw, "id", 191)
     rejection = (event_id, _raw_field(raw, "type", 64), "validation_error",
                  describe_validation_error(exc), safe_payload(raw))  # fmt: skip
-    await ledger_repo.insert_rejections(conn, [rejection])
-    return Outcome(event_id or f"#{index}", REJECTED, "validation_error")
+    stored = await ledger_repo.insert_rejections(conn, [rejection])
+    return Outcome(event_id or f"#{index}", REJECTED if stored else DUPLICATE, "validation_error")
 
 
 async def _apply_one(

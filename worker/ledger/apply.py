@@ -313,9 +313,10 @@ async def _apply_pass(
                     outcomes[o.event_id] = rejected
                     rejections.append((o.event_id, _raw_type(batch.raw_events[i]), "idempotency_conflict",
                                        waiting.CONFLICT_DETAIL, safe_payload(batch.raw_events[i])))  # fmt: skip
-        await repo.insert_rejections(conn, rejections)
+        stored = await repo.insert_rejections(conn, rejections)
         await outbox.record_plan(conn, settings, plan, accounts.values(), rejections)
         final = {**batch.uncounted(), **settled, **{i: outcomes[e.id] for i, e in events.items()}}
+        final = repeated_refusals_are_duplicates(final, stored)
         await count_outcomes(conn, "usage", final.values())  # the exact totals, with what they count
 
     batch.counted.update(final)
@@ -323,12 +324,28 @@ async def _apply_pass(
         opened.committed(plan.openings)
 
     batch.rejections = []
-    for i, outcome in settled.items():
+    for i, outcome in final.items():
         batch.outcomes[i] = outcome
-    for i, event in events.items():
-        batch.outcomes[i] = plan.outcomes[event.id]
     batch.events = deferred
     return deferred
+
+
+def repeated_refusals_are_duplicates(
+    outcomes: dict[int, Outcome], stored: set[tuple[str | None, str]]
+) -> dict[int, Outcome]:
+    """A refusal whose (event id, reason) was not stored by this transaction was stored before:
+    this is a redelivery of a refused event (a message redelivered after a crash, an invalid
+    event published twice), so its outcome is `duplicate`, as a redelivered applied event's is
+    — the totals then count each refusal once. Events without an id are always new refusals."""
+    result, seen = dict(outcomes), set()
+    for i, o in outcomes.items():
+        if o.status != REJECTED or o.event_id.startswith("#"):
+            continue
+        key = (o.event_id, o.reason)
+        if key not in stored or key in seen:
+            result[i] = Outcome(o.event_id, DUPLICATE)
+        seen.add(key)
+    return result
 
 
 async def _apply_events(

@@ -135,11 +135,10 @@ def _storable(value: object) -> object:
     return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
-async def insert_rejections(conn: asyncpg.Connection, rejections: Sequence[tuple]) -> int:
-    """rejections: (event_id, event_type, reason, detail, payload JSON text). Returns how many
-    were stored (an (event_id, reason) already there is skipped)."""
+async def insert_rejections(conn: asyncpg.Connection, rejections: Sequence[tuple]) -> set[tuple[str | None, str]]:
+    """rejections: (event_id, event_type, reason, detail, payload JSON text). Returns the
+    (event_id, reason) stored now: one already there (a redelivery) is skipped."""
     if not rejections:
-        return 0
+        return set()
     rows = [tuple(_storable(v) for v in row) for row in rejections]
-    status = await db.execute(conn, "insert_rejections", *_columns(rows, 5))
-    return int(status.rsplit(" ", 1)[-1])  # 'INSERT 0 <rows>'
+    return {(r[0], r[1]) for r in await db.fetch(conn, "insert_rejections", *_columns(rows, 5))}
