@@ -27,7 +27,7 @@ from ..repo import holds_ops as repo
 from ..repo.holds_ops import OpsHold
 from ..settings import Settings
 from .text import cell, format_age
-from .waiting import panel_view
+from .waiting import panel_view, unknown_line
 
 log = get_logger("pedro.ops.holds")
 
@@ -287,10 +287,8 @@ async def holds_view(settings: Settings) -> dict[str, Any] | None:
 
 def stats_line(view: dict[str, Any] | None) -> str:
     """The holds line of `pedro-worker stats` (from `holds_view`)."""
-    if view is None:
-        return "holds: unknown (DATABASE_URL not set)"
-    if "error" in view:
-        return f"holds: unknown ({view['error']})"
+    if (unknown := unknown_line("holds", view)) is not None:
+        return unknown
     o, d = view["open"], view["overdue"]
     late = f", the oldest {format_age(d['oldest_s'] or 0)} past its expiry" if d["holds"] else ""
     return f"holds: {o['holds']} open ({o['credits']} credits held), {d['holds']} overdue{late}"

@@ -37,7 +37,7 @@ from ..repo import notifications_ops as repo
 from ..repo.notifications_ops import Delivery, Listed, Notification
 from ..settings import Settings
 from .text import cell, format_age
-from .waiting import panel_view
+from .waiting import panel_view, unknown_line
 
 log = get_logger("pedro.ops.notifications")
 
@@ -389,10 +389,8 @@ async def notifications_view(settings: Settings) -> dict[str, Any] | None:
 
 def stats_line(view: dict[str, Any] | None) -> str:
     """The notifications line of `pedro-worker stats` (from `notifications_view`)."""
-    if view is None:
-        return "notifications: unknown (DATABASE_URL not set)"
-    if "error" in view:
-        return f"notifications: unknown ({view['error']})"
+    if (unknown := unknown_line("notifications", view)) is not None:
+        return unknown
     p, f = view["pending"], view["failed"]
     lag = "" if p["oldest_s"] is None else f", oldest {format_age(p['oldest_s'])}"
     if "config_error" in view:

@@ -142,12 +142,20 @@ async def waiting_view(settings: Settings, *, oldest: int = 0) -> dict[str, Any]
     return await panel_view(settings, lambda conn: overview(conn, oldest=oldest), "waiting_read_failed")
 
 
+def unknown_line(name: str, view: dict[str, Any] | None) -> str | None:
+    """The `stats` line of a panel PostgreSQL could not give (`panel_view`: None without a
+    DATABASE_URL, {"error": …} when it did not answer), or None when `view` is there to show."""
+    if view is None:
+        return f"{name}: unknown (DATABASE_URL not set)"
+    if "error" in view:
+        return f"{name}: unknown ({view['error']})"
+    return None
+
+
 def text_lines(view: dict[str, Any] | None) -> list[str]:
     """The waiting section of `pedro-worker stats`."""
-    if view is None:
-        return ["waiting: unknown (DATABASE_URL not set)"]
-    if "error" in view:
-        return [f"waiting: unknown ({view['error']})"]
+    if (unknown := unknown_line("waiting", view)) is not None:
+        return [unknown]
     if not view["total"]:
         return ["waiting: none"]
     lines = [f"waiting: {view['total']} event(s), oldest {format_age(view['oldest_s'] or 0)}"]
