@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class HttpRun:
                  connections: int, meter: CpuMeter, timeout: Callable[[int], float]) -> None:  # fmt: skip
         self.fleet = fleet
         self.connections = connections
+        self.answered_s = 0.0  # the last post(): until every POST was answered
         self.meter = meter
         self.timeout = timeout
         self.ingress = ingress_process(database_url=database_url, redis_url=redis_url, log_path=log_path,
@@ -97,7 +99,9 @@ class HttpRun:
         accepted = [0]
 
         def publish() -> None:
+            started = time.monotonic()
             accepted[0] = asyncio.run(post_all(self.ingress.host, self.ingress.port, requests, self.connections))
+            self.answered_s = time.monotonic() - started
 
         before = self._snapshot()
         try:

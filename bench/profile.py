@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.profile c --events 100000 --grants 3   # users with three live grants
     .venv/bin/python -m bench.profile c --events 100000 --notify     # (cn): notifications on
     .venv/bin/python -m bench.profile h --events 20000               # the ingress during (h)
+    .venv/bin/python -m bench.profile h --events 20000 --workers     # the workers during (h)
 
 Paths: c (batch messages), d (single-event messages), f (replay of batch messages), e (no-op
 actor); h and i (events through POST /v1/events, 1 and 100 per request, bench/http_paths.py),
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--connections", type=int, default=32, help="h, i: the client's connections")
+    parser.add_argument("--workers", action="store_true", help="h, i: profile the workers, not the ingress")
     parser.add_argument("--out", type=Path, default=Path("/tmp/pedro-profile"))
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                            log_level=settings.log_level, connections=args.connections, meter=meter,
                            timeout=lambda _: 600)  # fmt: skip
             http.ingress.start()
-        profiled = http.ingress.pid if http else fleet.proc.pid
+        profiled = http.ingress.pid if http and not args.workers else fleet.proc.pid
 
         folded = args.out / f"{args.path}.folded"
         spy = subprocess.Popen(

@@ -470,6 +470,9 @@ class Bench:
                     continue
                 events = self.workload.events(f"{path}-{dist}", counts[path], dist)
                 seconds, cpu = run.post(events, EVENTS_PER_POST[path])
+                posts = -(-len(events) // EVENTS_PER_POST[path])
+                say(f"  ({path}) {dist:<7} every POST answered after {run.answered_s:.2f}s "
+                    f"({posts / run.answered_s:,.0f} requests/s), every event committed after {seconds:.2f}s")  # fmt: skip
                 label = f"({path}) e2e over HTTP, {EVENTS_PER_POST[path]} event(s) per POST, {dist}"
                 self._no_dead_letters(fleet, label)
                 expected.apply(events)

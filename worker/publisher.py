@@ -7,6 +7,7 @@ one dramatiq message whose single argument is the list of events.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import defaultdict
@@ -16,6 +17,7 @@ from typing import Any
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from pydantic import ValidationError
+import redis.asyncio
 from redis.exceptions import NoScriptError
 
 from .errors import ValidationRejected
@@ -69,6 +71,25 @@ class Publisher:
         Returns the message ids. Raises ValidationRejected (and enqueues nothing) if an event is
         invalid; with `validate=False` only its type is checked (the worker then rejects it).
         """
+        return self.enqueue_pipelined(self.messages_of(events))
+
+    async def publish_many_async(self, client: redis.asyncio.Redis, events: Iterable[Mapping[str, Any]]) -> list[str]:
+        """`publish_many` through an asyncio client of the same Redis (the ingress's: no thread
+        hand-off, whose wait for the GIL behind a busy event loop was most of a round trip)."""
+        broker = self.broker
+        if type(broker)._max_unpack_size_val is None:  # found once, by a (blocking) script run
+            await asyncio.to_thread(broker._max_unpack_size)
+        messages = self._prepared(self.messages_of(events))
+        missing = self._unscripted(messages, await self._pipeline(client, messages).execute(raise_on_error=False))
+        if missing:
+            dispatch = broker.scripts["dispatch"]
+            dispatch.sha = await client.script_load(dispatch.script)
+            self._resent(missing, await self._pipeline(client, missing).execute(raise_on_error=False))
+        return [m.message_id for m in messages]
+
+    def messages_of(self, events: Iterable[Mapping[str, Any]]) -> list[Message]:
+        """The events packed into messages: per queue, up to batch_size each (validated, unless
+        `validate=False`: then only their type is checked)."""
         by_queue: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for n, event in enumerate(events):
             queue = queue_for(event)
@@ -78,12 +99,11 @@ class Publisher:
                 except ValidationError as exc:
                     raise ValidationRejected(f"event #{n}: {describe_validation_error(exc)}") from None
             by_queue[queue].append(event if type(event) is dict else dict(event))  # encoded before we return
-        messages = [
+        return [
             build_message(queue, batch[start : start + self.batch_size])
             for queue, batch in by_queue.items()
             for start in range(0, len(batch), self.batch_size)
         ]
-        return self.enqueue_pipelined(messages)
 
     def enqueue_pipelined(self, messages: list[Message]) -> list[str]:
         """Like `broker.enqueue` for each message, in one Redis round trip.
@@ -99,25 +119,27 @@ class Publisher:
         if not messages:
             return []
         broker = self.broker
-        pending = [message.copy(options={"redis_message_id": str(uuid.uuid4())}) for message in messages]
-        for message in pending:
-            broker.emit_before("enqueue", message, None)
-        results = self._send(pending)
-        missing = [m for m, result in zip(pending, results, strict=True) if isinstance(result, NoScriptError)]
+        pending = self._prepared(messages)
+        missing = self._unscripted(pending, self._pipeline(broker.client, pending).execute(raise_on_error=False))
         if missing:
             dispatch = broker.scripts["dispatch"]
             dispatch.sha = broker.client.script_load(dispatch.script)
-            for result in self._send(missing):
-                if isinstance(result, Exception):
-                    raise result
+            self._resent(missing, self._pipeline(broker.client, missing).execute(raise_on_error=False))
         return [m.message_id for m in messages]
 
-    def _send(self, messages: list[Message]) -> list[Any]:
-        """One pipeline: the enqueue script per message, the wake tokens, WAIT; the enqueues'
-        results (NoScriptError stays a result; any other error is raised)."""
+    def _prepared(self, messages: list[Message]) -> list[Message]:
+        """The messages with their Redis ids, after the broker's `before_enqueue` hooks."""
+        pending = [message.copy(options={"redis_message_id": str(uuid.uuid4())}) for message in messages]
+        for message in pending:
+            self.broker.emit_before("enqueue", message, None)
+        return pending
+
+    def _pipeline(self, client: Any, messages: list[Message]) -> Any:
+        """One pipeline (sync or asyncio, not yet executed): the enqueue script per message, the
+        wake tokens, WAIT."""
         broker = self.broker
         sha, max_unpack = broker.scripts["dispatch"].sha, broker._max_unpack_size()
-        pipe = broker.client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=False)
         for message in messages:
             pipe.evalsha(sha, 1, broker.namespace, "enqueue", int(time.time() * 1000), message.queue_name,
                          broker.broker_id, broker.heartbeat_timeout, broker.dead_message_ttl, 0, max_unpack,
@@ -129,12 +151,20 @@ class Publisher:
         replica_wait: ReplicaWait | None = getattr(broker, "replica_wait", None)
         if replica_wait is not None:
             replica_wait.add_to(pipe)
-        results = pipe.execute(raise_on_error=False)
-        # a failed enqueue is an error; a failed wake token is not (the polling finds the message)
-        enqueued = results[: len(messages)]
-        for result in enqueued:
+        return pipe
+
+    def _unscripted(self, messages: list[Message], results: list[Any]) -> list[Message]:
+        """The messages whose enqueue answered NOSCRIPT; any other error is raised. A failed wake
+        token is not an error (the polling finds the message)."""
+        for result in results[: len(messages)]:
             if isinstance(result, Exception) and not isinstance(result, NoScriptError):
                 raise result
+        replica_wait: ReplicaWait | None = getattr(self.broker, "replica_wait", None)
         if replica_wait is not None:
             replica_wait.check(results[-1])
-        return enqueued
+        return [m for m, result in zip(messages, results, strict=False) if isinstance(result, NoScriptError)]
+
+    def _resent(self, messages: list[Message], results: list[Any]) -> None:
+        """The results of sending again after loading the script: NOSCRIPT now is an error."""
+        if self._unscripted(messages, results):
+            raise NoScriptError("the enqueue script is missing right after it was loaded")

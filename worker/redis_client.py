@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
+import redis.asyncio
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.connection import SSLConnection, parse_url
 from redis.sentinel import Sentinel
 
@@ -59,10 +61,20 @@ def redis_client(
 ) -> redis.Redis:
     """A client for the settings' Redis (see the module docstring). Timeouts are in seconds;
     None keeps redis-py's default (no read timeout: the broker blocks on BLPOP)."""
+    return _client(settings, redis.Redis, Sentinel, socket_timeout, socket_connect_timeout)
+
+
+def async_redis_client(settings: Settings, *, socket_timeout: float | None = None) -> redis.asyncio.Redis:
+    """The same, as a `redis.asyncio` client (the ingress's enqueue, on its event loop)."""
+    return _client(settings, redis.asyncio.Redis, AsyncSentinel, socket_timeout, None)
+
+
+def _client(settings: Settings, redis_class: Any, sentinel_class: Any, socket_timeout: float | None,
+            socket_connect_timeout: float | None) -> Any:  # fmt: skip
     given = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout}
     timeouts = {k: v for k, v in given.items() if v is not None}
     if not settings.redis_sentinels:
-        return redis.Redis.from_url(settings.require_redis_url(), **timeouts)
+        return redis_class.from_url(settings.require_redis_url(), **timeouts)
     url = settings.redis_url
     options: dict[str, Any] = parse_url(url.get_secret_value()) if url is not None else {}
     tls: dict[str, Any] = {}
@@ -71,7 +83,7 @@ def redis_client(
     for key in (*_NOT_CONNECTION, *tls):  # the address comes from the sentinels, TLS from `tls`
         options.pop(key, None)
     lookup_s = socket_timeout or SENTINEL_TIMEOUT_S
-    sentinel = Sentinel(
+    sentinel = sentinel_class(
         [parse_host_port(entry) for entry in settings.redis_sentinels],
         sentinel_kwargs={
             "socket_timeout": lookup_s,

@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     ingress_max_body_bytes: int = 4 * 1024 * 1024
     ingress_max_batch: int = 1_000
     ingress_redis_timeout_ms: int = 2_000
+    # a busy ingress sends a group of requests' events to Redis at most every this often
+    # (worker/ingress/grouping.py); an idle one sends at once
+    ingress_group_linger_ms: float = Field(2.0, ge=0, le=100)
     ingress_pool_max_size: int = Field(8, ge=1)  # the credit API's connections (holds, balance)
     # Bearer tokens accepted by POST /v1/events: comma-separated in the environment.
     api_tokens: Annotated[list[SecretStr], NoDecode] = []

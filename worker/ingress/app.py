@@ -43,6 +43,7 @@ from .auth import clerk_verifier
 from .context import Ingress, ingress
 from .credits_api import capture_hold, get_balance, get_hold, get_movements, post_hold, release_hold
 from .events_api import post_events
+from .grouping import EnqueueGroups
 from .http import HttpError, RequestContext, json_response, on_http_error, on_starlette_error
 from .openapi import openapi_json
 from .webhooks.asaas import asaas_webhook
@@ -101,11 +102,13 @@ def build_ingress(settings: Settings) -> Ingress:
     into a quick 503, not a hung request."""
     timeout = settings.ingress_redis_timeout_ms / 1000
     broker = build_broker(settings, worker=False, socket_timeout=timeout)
+    publisher = Publisher(broker, validate=False)
     return Ingress(
         settings,
         broker,
-        Publisher(broker, validate=False),
+        publisher,
         clerk_verifier(settings.clerk_webhook_secret),
+        EnqueueGroups(publisher, settings),
     )
 
 
@@ -125,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             finally:
                 if state.pool is not None:
                     await state.pool.close()
+        await state.groups.aclose()
         state.broker.close()
 
     app = Starlette(

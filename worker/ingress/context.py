@@ -13,6 +13,7 @@ from svix.webhooks import Webhook
 from ..ledger.operation_types import OperationTypes
 from ..publisher import Publisher
 from ..settings import Settings
+from .grouping import EnqueueGroups
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Ingress:
     broker: RedisBroker
     publisher: Publisher
     clerk: Webhook | None
+    groups: EnqueueGroups  # POST /v1/events and the webhooks enqueue through it (grouping.py)
     http: httpx.AsyncClient | None = None  # for HEAD on blob URLs; opened by the app's lifespan
     pool: asyncpg.Pool | None = None  # the credit API's (credits_api.py); None without a database URL
     labels: OperationTypes = field(default_factory=OperationTypes)  # "OperationType", for holds

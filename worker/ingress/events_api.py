@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse
 from ..events import QUEUE_OF_TYPE, describe_validation_error, validate_event
 from .auth import require_bearer
 from .context import ingress
-from .http import HttpError, enqueue, error_response, json_response, log, parse_json, read_body
+from .http import HttpError, enqueue, error_response, json_response, log, log_fields, parse_json, read_body
 
 
 def _events_of(body: Any, limit: int) -> list[Any]:
@@ -86,6 +86,6 @@ async def post_events(request: Request) -> JSONResponse:
         )
         return error_response(request, 422, results[0]["reason"] if len(results) == 1 else "validation_error",
                               detail, **summary)  # fmt: skip
-    await enqueue(state.publisher, valid)
-    log.info("events_accepted", accepted=len(valid), rejected=summary["rejected"])
+    await enqueue(state, valid)
+    log_fields(request, accepted=len(valid), rejected=summary["rejected"])
     return json_response(request, summary, 202)

@@ -27,8 +27,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..logs import get_logger
-from ..publisher import Publisher, build_message
+from ..publisher import build_message
 from ..redis_client import ReplicasNotAcknowledged
+from .context import Ingress
 
 log = get_logger("pedro.ingress")
 
@@ -52,6 +53,11 @@ class HttpError(Exception):
 
 def request_id(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "")
+
+
+def log_fields(request: Request, **fields: Any) -> None:
+    """Add fields to this request's `http_request` line (one line per request, not two)."""
+    request.scope["state"]["log"].update(fields)
 
 
 def json_response(
@@ -82,7 +88,8 @@ async def on_starlette_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 class RequestContext:
-    """Pure ASGI middleware: request id, one `http_request` log line, JSON 500s."""
+    """Pure ASGI middleware: request id, one `http_request` log line (with what the endpoint
+    added by `log_fields`), JSON 500s."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -93,7 +100,8 @@ class RequestContext:
             return
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         rid = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"], state["log"] = rid, {}
         status = 500
         started = time.perf_counter()
 
@@ -116,7 +124,7 @@ class RequestContext:
                     await response(scope, receive, send_with_id)
             finally:
                 log.info("http_request", method=scope.get("method"), path=scope.get("path"), status=status,
-                         duration_ms=round((time.perf_counter() - started) * 1000, 1))  # fmt: skip
+                         duration_ms=round((time.perf_counter() - started) * 1000, 1), **state["log"])  # fmt: skip
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -143,16 +151,17 @@ def parse_json(body: bytes) -> Any:
 
 
 async def enqueue(
-    publisher: Publisher, events: Sequence[Mapping[str, Any]], *, queue: str | None = None
+    state: Ingress, events: Sequence[Mapping[str, Any]], *, queue: str | None = None
 ) -> None:
     """Send the events to Redis and return once it has them; 503 if Redis is unreachable.
-    Each goes to its type's queue, or all in one message onto `queue` when it is given."""
+    Each goes to its type's queue, with the events of concurrent requests (grouping.py), or all
+    in one message of their own onto `queue` when it is given."""
     try:
         if queue is None:
-            await run_in_threadpool(publisher.publish_many, events)
+            await state.groups.enqueue(events)
         else:
             message = build_message(queue, [dict(event) for event in events])
-            await run_in_threadpool(publisher.enqueue_pipelined, [message])
+            await run_in_threadpool(state.publisher.enqueue_pipelined, [message])
     except ReplicasNotAcknowledged as exc:  # PEDRO_REDIS_WAIT_REPLICAS (worker/redis_client.py)
         log.error("enqueue_not_replicated", acknowledged=exc.acknowledged, wanted=exc.wanted,
                   events=len(events))  # fmt: skip

@@ -27,7 +27,7 @@ def checked(event: dict[str, Any]) -> dict[str, Any]:
 
 async def accept(request: Request, provider: str, event: dict[str, Any]) -> JSONResponse:
     """HTTP 200 once the event is in Redis (503 if Redis is unreachable)."""
-    await enqueue(ingress(request).publisher, [event])
+    await enqueue(ingress(request), [event])
     log.info("webhook_accepted", provider=provider, event_id=event["id"], event_type=event["type"])
     return json_response(request, {"status": "accepted", "id": event["id"]})
 
@@ -50,7 +50,7 @@ async def answer_rejected(
 ) -> JSONResponse:
     """HTTP 200 for an authenticated payload we cannot read, once its rejection is in Redis
     (503 if Redis is unreachable): the provider must not retry it, nor stop its queue for it."""
-    await enqueue(ingress(request).publisher, [refused], queue=queue)
+    await enqueue(ingress(request), [refused], queue=queue)
     log.warning("webhook_rejected", provider=provider, event_id=refused["id"],
                 reason=refused["reason"], detail=refused["detail"])  # fmt: skip
     return json_response(request, {"status": "rejected", "id": refused["id"],
