@@ -356,6 +356,7 @@ def build_broker(
         maintenance_chance=settings.maintenance_chance,
         dead_message_ttl=settings.dead_message_ttl_ms,
         prefetch_events=settings.worker_prefetch_events,
+        fetch_linger_ms=settings.worker_fetch_linger_ms,
     )
     broker.replica_wait = ReplicaWait.of(settings)  # the publisher's WAIT (worker/publisher.py)
     for queue in QUEUES:

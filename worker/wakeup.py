@@ -13,6 +13,12 @@ pipeline or after `WakingRedisBroker.enqueue`), so an idle consumer fetches at o
 consumer waits for the next acknowledgement instead of backing off. Tokens only shorten a
 sleep: a message published without one (by another client) is still fetched by the polling.
 
+While the queue is shallow (its last fetch found fewer messages than it had room for), the
+consumer fetches at most every `fetch_linger_ms` (`PEDRO_WORKER_FETCH_LINGER_MS`): messages that
+arrive one at a time are fetched, handed out and applied together instead of each costing a
+fetch, a wake and most of a transaction; an idle consumer (no fetch that recent) fetches at once,
+and a deep queue is never held back (its fetches are full).
+
 The same consumer also: hands the ack of a usage message whose commit is still pending to the
 settler (worker/settle.py), which acknowledges it later, in one pipelined round trip with
 others (`ack_many`); and holds at most `prefetch_events` events besides dramatiq's message
@@ -73,6 +79,9 @@ class WakeableConsumer(_RedisConsumer):
         self.outstanding_events = 0
         self._typical_size = _FIRST_GUESS_EVENTS  # events per message in the last fetch
         self._fetched = self._fetched_events = 0
+        # while the queue is shallow, fetch at most every `fetch_linger_ms` (module docstring)
+        self._linger = (getattr(broker, "fetch_linger_ms", 0) or 0) / 1000
+        self._shallow_at: float | None = None  # when the last fetch found the queue shallow
 
     def ack(self, message: MessageProxy) -> None:
         if not hand_off(message, self):  # a deferred message is acknowledged after its commit
@@ -157,7 +166,12 @@ class WakeableConsumer(_RedisConsumer):
             if room <= 0:
                 self._slot_freed.wait(self.timeout / 1000)
                 return None
+            if self._shallow_at is not None:
+                wait = self._shallow_at + self._linger - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
             self.message_cache = self.broker.do_fetch(self.queue_name, room)
+            self._shallow_at = time.monotonic() if self._linger and len(self.message_cache) < room else None
             if self.message_cache:
                 return self.__next__()
             self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
@@ -216,9 +230,11 @@ class WakingRedisBroker(RedisBroker):
     """RedisBroker whose consumers are woken by publishes (see the module docstring), and hold
     at most `prefetch_events` events per queue besides dramatiq's message prefetch."""
 
-    def __init__(self, *args: Any, prefetch_events: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, prefetch_events: int | None = None, fetch_linger_ms: float = 0,
+                 **kwargs: Any) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
         self.prefetch_events = prefetch_events
+        self.fetch_linger_ms = fetch_linger_ms
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:

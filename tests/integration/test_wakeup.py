@@ -6,6 +6,7 @@ not timed out."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -143,3 +144,39 @@ def test_the_worker_prefetches_what_the_settings_say(settings) -> None:
             assert broker.prefetch_events == 900
     finally:
         broker.close()
+
+
+@pytest.mark.parametrize("linger_ms", [0, 1_000])
+def test_a_shallow_queue_is_fetched_at_most_every_linger_so_lone_messages_go_together(broker, linger_ms) -> None:
+    broker.fetch_linger_ms = linger_ms
+    publisher = Publisher(broker)
+    consumer = broker.consume("usage", prefetch=100, timeout=_PATIENT_MS)
+    fetches = []
+    do_fetch = broker.do_fetch
+    broker.do_fetch = lambda queue, room: fetches.append(room) or do_fetch(queue, room)
+    try:
+        publisher.publish(usage("u", id="alone"))
+        assert next(consumer).args[0][0]["id"] == "alone"  # fetched at once: nothing was shallow before
+        fetches.clear()
+
+        def one_at_a_time() -> None:  # each of these alone would wake the consumer
+            for n in range(5):
+                time.sleep(0.01)
+                publisher.publish(usage("u", id=f"later-{n}"))
+
+        sender = threading.Thread(target=one_at_a_time)
+        sender.start()
+        got = []
+        while len(got) < 5:
+            message = next(consumer)
+            if message is not None:
+                got.append(message.args[0][0]["id"])
+        sender.join()
+    finally:
+        broker.do_fetch = do_fetch
+        consumer.close()
+    assert got == [f"later-{n}" for n in range(5)]
+    if linger_ms:
+        assert len(fetches) <= 2  # they waited for company: one fetch (two on a very slow machine)
+    else:
+        assert len(fetches) >= 5  # a fetch per wake
