@@ -37,6 +37,11 @@ def tune() -> None:
     gc.set_threshold(*THRESHOLDS)
 
 
+# The ingress calls `tune()` too, once its lifespan has started (worker/ingress/app.py): a request
+# allocates a few hundred objects, so CPython's default collected every few requests. Measured in
+# (h): ingress CPU per POST 293-341 -> 218-238 µs, GET /healthz 4,935-5,961 -> 5,933-6,581/s.
+
+
 class GarbageCollection(Middleware):
     """`tune()` in every worker process, once it has booted (its imports, pool and threads)."""
 

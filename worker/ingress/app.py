@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .. import db
+from .. import db, gc_tuning
 from ..broker import build_broker
 from ..ops.web import ops_routes
 from ..publisher import Publisher
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if state.settings.database_url is not None:
                 # created lazily: an ingress whose database is down still starts and enqueues
                 state.pool = await db.request_pool(state.settings, max_size=state.settings.ingress_pool_max_size)
+            gc_tuning.tune()  # as in a worker process, once booted (worker/gc_tuning.py)
             try:
                 yield
             finally:
