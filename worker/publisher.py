@@ -14,10 +14,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import redis.asyncio
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from pydantic import ValidationError
-import redis.asyncio
 from redis.exceptions import NoScriptError
 
 from .errors import ValidationRejected
@@ -73,18 +73,22 @@ class Publisher:
         """
         return self.enqueue_pipelined(self.messages_of(events))
 
-    async def publish_many_async(self, client: redis.asyncio.Redis, events: Iterable[Mapping[str, Any]]) -> list[str]:
+    async def publish_many_async(
+        self, client: redis.asyncio.Redis, events: Iterable[Mapping[str, Any]]
+    ) -> list[str]:
         """`publish_many` through an asyncio client of the same Redis (the ingress's: no thread
         hand-off, whose wait for the GIL behind a busy event loop was most of a round trip)."""
         broker = self.broker
         if type(broker)._max_unpack_size_val is None:  # found once, by a (blocking) script run
             await asyncio.to_thread(broker._max_unpack_size)
         messages = self._prepared(self.messages_of(events))
-        missing = self._unscripted(messages, await self._pipeline(client, messages).execute(raise_on_error=False))
+        results = await self._pipeline(client, messages).execute(raise_on_error=False)
+        missing = self._unscripted(messages, results)
         if missing:
             dispatch = broker.scripts["dispatch"]
             dispatch.sha = await client.script_load(dispatch.script)
-            self._resent(missing, await self._pipeline(client, missing).execute(raise_on_error=False))
+            resent = await self._pipeline(client, missing).execute(raise_on_error=False)
+            self._resent(missing, resent)
         return [m.message_id for m in messages]
 
     def messages_of(self, events: Iterable[Mapping[str, Any]]) -> list[Message]:
@@ -120,11 +124,13 @@ class Publisher:
             return []
         broker = self.broker
         pending = self._prepared(messages)
-        missing = self._unscripted(pending, self._pipeline(broker.client, pending).execute(raise_on_error=False))
+        results = self._pipeline(broker.client, pending).execute(raise_on_error=False)
+        missing = self._unscripted(pending, results)
         if missing:
             dispatch = broker.scripts["dispatch"]
             dispatch.sha = broker.client.script_load(dispatch.script)
-            self._resent(missing, self._pipeline(broker.client, missing).execute(raise_on_error=False))
+            resent = self._pipeline(broker.client, missing).execute(raise_on_error=False)
+            self._resent(missing, resent)
         return [m.message_id for m in messages]
 
     def _prepared(self, messages: list[Message]) -> list[Message]:
@@ -162,7 +168,8 @@ class Publisher:
         replica_wait: ReplicaWait | None = getattr(self.broker, "replica_wait", None)
         if replica_wait is not None:
             replica_wait.check(results[-1])
-        return [m for m, result in zip(messages, results, strict=False) if isinstance(result, NoScriptError)]
+        enqueued = zip(messages, results, strict=False)  # the results end with wake tokens, WAIT
+        return [m for m, result in enqueued if isinstance(result, NoScriptError)]
 
     def _resent(self, messages: list[Message], results: list[Any]) -> None:
         """The results of sending again after loading the script: NOSCRIPT now is an error."""

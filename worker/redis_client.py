@@ -64,7 +64,9 @@ def redis_client(
     return _client(settings, redis.Redis, Sentinel, socket_timeout, socket_connect_timeout)
 
 
-def async_redis_client(settings: Settings, *, socket_timeout: float | None = None) -> redis.asyncio.Redis:
+def async_redis_client(
+    settings: Settings, *, socket_timeout: float | None = None
+) -> redis.asyncio.Redis:
     """The same, as a `redis.asyncio` client (the ingress's enqueue, on its event loop)."""
     return _client(settings, redis.asyncio.Redis, AsyncSentinel, socket_timeout, None)
 

@@ -171,7 +171,8 @@ class WakeableConsumer(_RedisConsumer):
                 if wait > 0:
                     time.sleep(wait)
             self.message_cache = self.broker.do_fetch(self.queue_name, room)
-            self._shallow_at = time.monotonic() if self._linger and len(self.message_cache) < room else None
+            shallow = self._linger and len(self.message_cache) < room
+            self._shallow_at = time.monotonic() if shallow else None
             if self.message_cache:
                 return self.__next__()
             self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)

@@ -5,11 +5,12 @@ returns once Redis has them, or raises what the round trip raised. While one gro
 way to Redis, the events of the requests that arrive meanwhile gather, and go together as soon
 as it is back: one pipeline and one message per queue for all of them, instead of one of each
 per request. The round trip runs on the event loop through an asyncio Redis client of the same
-settings (worker/redis_client.py), not in a thread: a thread's answer waits for the GIL behind the
-busy event loop (up to the 5 ms switch interval), which made a round trip 10-20 × slower. Nothing waits for company: an idle ingress sends a lone
-event at once, and the busier it is, the larger its groups (the worker's coalescer does the same
-with transactions: worker/ledger/coalesce.py). A group holds at most `max_events` events; a
-request larger than that goes alone.
+settings (worker/redis_client.py), not in a thread: a thread's answer waits for the GIL behind
+the busy event loop, up to the 5 ms switch interval. Nothing waits for company: an idle ingress
+sends a lone event at once, and the busier it is, the larger its groups (the worker's coalescer
+does the same with transactions: worker/ledger/coalesce.py); a busy one sends a group at most
+every `ingress_group_linger_ms`. A group holds at most `max_events` events; a request larger
+than that goes alone.
 
 What happens to each caller's events is what happened to its group: every request of a group
 Redis acknowledged is answered 202 — its events are in Redis before the answer — and if the
@@ -39,11 +40,14 @@ _Waiter = tuple[Sequence[Mapping[str, Any]], "asyncio.Future[None]"]
 
 
 class EnqueueGroups:
-    def __init__(self, publisher: Publisher, settings: Settings, client: redis.asyncio.Redis | None = None) -> None:
+    def __init__(
+        self, publisher: Publisher, settings: Settings, client: redis.asyncio.Redis | None = None
+    ) -> None:
         self.publisher = publisher
         self.max_events = settings.ingress_max_batch
         self.linger = settings.ingress_group_linger_ms / 1000
-        self.client = client or async_redis_client(settings, socket_timeout=settings.ingress_redis_timeout_ms / 1000)
+        timeout = settings.ingress_redis_timeout_ms / 1000
+        self.client = client or async_redis_client(settings, socket_timeout=timeout)
         self._waiting: deque[_Waiter] = deque()
         self._waiting_events = 0
         self._busy = False  # a group is on its way to Redis, or due (the timer)
@@ -95,7 +99,9 @@ class EnqueueGroups:
 
     async def _send(self, group: list[_Waiter]) -> None:
         events = [event for waiter_events, _ in group for event in waiter_events]
-        self.groups, self.requests, self.events = self.groups + 1, self.requests + len(group), self.events + len(events)
+        self.groups += 1
+        self.requests += len(group)
+        self.events += len(events)
         try:
             await self.publisher.publish_many_async(self.client, events)
         except BaseException as exc:  # noqa: BLE001 — each waiter gets it; cancellation included
