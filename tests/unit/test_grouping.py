@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from worker.errors import ValidationRejected
 from worker.ingress.grouping import EnqueueGroups
 from worker.settings import Settings
 
@@ -48,7 +49,7 @@ async def a_group_out(publisher: Publisher, groups: EnqueueGroups) -> asyncio.Ta
 
 
 def events(*ids: str) -> list[dict[str, Any]]:
-    return [{"id": i} for i in ids]
+    return [{"id": i, "type": "usage.recorded"} for i in ids]
 
 
 async def test_an_idle_ingress_sends_a_lone_request_at_once_whatever_the_linger():
@@ -123,3 +124,15 @@ async def test_a_caller_that_went_away_leaves_its_group_answered():
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert publisher.groups == [["a"], ["gone", "stays"]]  # sent all the same: a retry is harmless
+
+
+async def test_an_event_without_a_queue_fails_its_own_request_not_its_group():
+    publisher = Publisher()
+    groups = groups_of(publisher)
+    first = await a_group_out(publisher, groups)
+    fine = asyncio.create_task(groups.enqueue([{"id": "fine", "type": "usage.recorded"}]))
+    with pytest.raises(ValidationRejected):
+        await groups.enqueue([{"id": "odd", "type": "no.such.type"}])
+    publisher.release.set()
+    await asyncio.gather(first, fine)
+    assert publisher.groups == [["a"], ["fine"]]

@@ -30,7 +30,7 @@ from typing import Any
 import redis.asyncio
 
 from ..logs import get_logger
-from ..publisher import Publisher
+from ..publisher import Publisher, queue_for
 from ..redis_client import async_redis_client
 from ..settings import Settings
 
@@ -56,7 +56,10 @@ class EnqueueGroups:
         self.groups = self.requests = self.events = 0  # round trips, and what they carried
 
     async def enqueue(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Return once Redis acknowledged `events` (in this request's group)."""
+        """Return once Redis acknowledged `events` (in this request's group). An event with no
+        queue fails its own request here (ValidationRejected), never its group."""
+        for event in events:
+            queue_for(event)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((events, future))
         self._waiting_events += len(events)
