@@ -76,20 +76,8 @@ class Publisher:
     async def publish_many_async(
         self, client: redis.asyncio.Redis, events: Iterable[Mapping[str, Any]]
     ) -> list[str]:
-        """`publish_many` through an asyncio client of the same Redis (the ingress's: no thread
-        hand-off, whose wait for the GIL behind a busy event loop was most of a round trip)."""
-        broker = self.broker
-        if type(broker)._max_unpack_size_val is None:  # found once, by a (blocking) script run
-            await asyncio.to_thread(broker._max_unpack_size)
-        messages = self._prepared(self.messages_of(events))
-        results = await self._pipeline(client, messages).execute(raise_on_error=False)
-        missing = self._unscripted(messages, results)
-        if missing:
-            dispatch = broker.scripts["dispatch"]
-            dispatch.sha = await client.script_load(dispatch.script)
-            resent = await self._pipeline(client, missing).execute(raise_on_error=False)
-            self._resent(missing, resent)
-        return [m.message_id for m in messages]
+        """`publish_many` through an asyncio client of the same Redis (the ingress's)."""
+        return await self.enqueue_pipelined_async(client, self.messages_of(events))
 
     def messages_of(self, events: Iterable[Mapping[str, Any]]) -> list[Message]:
         """The events packed into messages: per queue, up to batch_size each (validated, unless
@@ -130,6 +118,27 @@ class Publisher:
             dispatch = broker.scripts["dispatch"]
             dispatch.sha = broker.client.script_load(dispatch.script)
             resent = self._pipeline(broker.client, missing).execute(raise_on_error=False)
+            self._resent(missing, resent)
+        return [m.message_id for m in messages]
+
+    async def enqueue_pipelined_async(
+        self, client: redis.asyncio.Redis, messages: list[Message]
+    ) -> list[str]:
+        """`enqueue_pipelined` through an asyncio client of the same Redis: the ingress sends on
+        its event loop, with no thread hand-off (whose answer waits for the GIL behind the busy
+        loop)."""
+        if not messages:
+            return []
+        broker = self.broker
+        if type(broker)._max_unpack_size_val is None:  # found once, by a (blocking) script run
+            await asyncio.to_thread(broker._max_unpack_size)
+        pending = self._prepared(messages)
+        results = await self._pipeline(client, pending).execute(raise_on_error=False)
+        missing = self._unscripted(pending, results)
+        if missing:
+            dispatch = broker.scripts["dispatch"]
+            dispatch.sha = await client.script_load(dispatch.script)
+            resent = await self._pipeline(client, missing).execute(raise_on_error=False)
             self._resent(missing, resent)
         return [m.message_id for m in messages]
 

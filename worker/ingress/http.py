@@ -19,7 +19,6 @@ from typing import Any
 
 import redis
 import structlog
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -161,7 +160,7 @@ async def enqueue(
             await state.groups.enqueue(events)
         else:
             message = build_message(queue, [dict(event) for event in events])
-            await run_in_threadpool(state.publisher.enqueue_pipelined, [message])
+            await state.publisher.enqueue_pipelined_async(state.groups.client, [message])
     except ReplicasNotAcknowledged as exc:  # PEDRO_REDIS_WAIT_REPLICAS (worker/redis_client.py)
         log.error("enqueue_not_replicated", acknowledged=exc.acknowledged, wanted=exc.wanted,
                   events=len(events))  # fmt: skip
