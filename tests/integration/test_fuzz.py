@@ -45,10 +45,11 @@ def collect(strategy: st.SearchStrategy[Any], n: int) -> list[Any]:
 SQLISH = ["'; DROP TABLE \"User\"; --", "1 OR 1=1", "$1", "\\x00", "%s%s%s", "${jndi:ldap://x}", "' || pg_sleep(10) --"]
 ODD_TEXT = ["", " ", "\u0000", "\u202eevil", "😀" * 40, "ß\u0301", "\ufeff", "\\", "\"", "null", "NaN", "Infinity"]
 
-texts = st.one_of(
-    st.text(max_size=40), st.sampled_from(SQLISH + ODD_TEXT),
-    st.text(min_size=2_000, max_size=20_000).map(lambda s: s or "x"),
-)  # fmt: skip
+# Long texts (100 to 20,000 characters) as a short random text repeated: hypothesis draws a
+# 2,000-20,000-character `st.text` in ~38 ms, which made generating the inputs most of the
+# fuzz tests' time (~90 s of 134); this costs ~1 ms and is as long and as hostile to a parser.
+long_texts = st.builds(lambda s, n: s * n, st.text(min_size=1, max_size=20), st.integers(100, 1_000))
+texts = st.one_of(st.text(max_size=40), st.sampled_from(SQLISH + ODD_TEXT), long_texts)
 numbers = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70), st.sampled_from([0, -1, 2**31 - 1, 2**31, -(2**31), 2**63]),
     st.floats(allow_nan=True, allow_infinity=True),
