@@ -162,14 +162,7 @@ class SentinelTopology:
         """Wait until the sentinels name another node than `old` the primary and it says so;
         returns it and the seconds taken."""
         started = time.monotonic()
-
-        def promoted() -> bool:
-            port = self.master_port()
-            if port is None or port == old.port:
-                return False
-            return redis.Redis(port=port, socket_timeout=1).info("replication")["role"] == "master"
-
-        self._wait(promoted, timeout, "the sentinels to promote a replica")
+        self._wait(lambda: self._confirmed_primary(other_than=old), timeout, "the sentinels to promote a replica")
         return self.primary(), time.monotonic() - started
 
     def settled_primary(self, timeout: float = 30) -> Node:
@@ -177,12 +170,7 @@ class SentinelTopology:
         (a 1 s down-after) the sentinels may fail over a second time, back to the restarted old
         primary once it is a replica in sync: a test that checks where the workers resumed asks
         this, not the node promoted first."""
-
-        def settled() -> bool:
-            port = self.master_port()
-            return port is not None and redis.Redis(port=port, socket_timeout=1).info("replication")["role"] == "master"
-
-        self._wait(settled, timeout, "the sentinels' primary to say it is one")
+        self._wait(self._confirmed_primary, timeout, "the sentinels' primary to say it is one")
         return self.primary()
 
     def wait_replicating(self, timeout: float = 30) -> float:
@@ -220,6 +208,13 @@ class SentinelTopology:
         conf = self.base / f"{name}.conf"
         conf.write_text("\n".join(lines) + "\n")
         return Node(self.server, conf, port)
+
+    def _confirmed_primary(self, other_than: Node | None = None) -> bool:
+        """Whether the node the sentinels name the primary (other than `other_than`) says so too."""
+        port = self.master_port()
+        if port is None or (other_than is not None and port == other_than.port):
+            return False
+        return redis.Redis(port=port, socket_timeout=1).info("replication")["role"] == "master"
 
     def _ready(self) -> bool:
         try:
