@@ -22,8 +22,6 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import psutil
-
 from worker import db
 from worker.ledger.apply import OpenedUsers, apply_usage_batch
 from worker.ledger.operation_types import OperationTypes
@@ -31,6 +29,7 @@ from worker.logs import configure_logging
 from worker.settings import Settings
 
 from . import servers as servers_module
+from .cpu import tree_cpu
 from .servers import BenchServers
 from .workload import START_CREDITS, Workload
 
@@ -58,11 +57,8 @@ def transactions_for(size: int) -> int:
 
 def _backend_cpu(pid: int) -> float:
     """The backend's CPU seconds; NaN when it is not on this machine (a DATABASE_URL elsewhere)."""
-    try:
-        t = psutil.Process(pid).cpu_times()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return float("nan")
-    return t.user + t.system
+    seconds = tree_cpu(pid)
+    return float("nan") if seconds is None else seconds
 
 
 async def measure(dsn: str, workload: Workload, size: int, *, statements: bool) -> Cost:
